@@ -1,0 +1,108 @@
+/**
+ * The runtime driver: everything the workflow engine, reaper and resource tracker need from a container
+ * runtime. The dockerode implementation lives in docker/; a local-process or Swarm driver can follow
+ * without the engine changing. Nothing above this file knows about dockerode.
+ */
+
+export const LABEL_MANAGED = 'io.edgeecho.managed';
+export const LABEL_SESSION = 'io.edgeecho.session';
+export const LABEL_ROLE = 'io.edgeecho.role';
+
+export type Role = 'probe' | 'stream' | 'segmentation';
+
+export interface NetworkSpec {
+  session: string;
+  /** edgeecho-<session>-net */
+  name: string;
+  labels: Record<string, string>;
+}
+
+export interface NetworkRef {
+  id: string;
+  name: string;
+  subnet: string;
+}
+
+export interface ContainerSpec {
+  session: string;
+  role: Role;
+  /** edgeecho-<session>-<role> */
+  name: string;
+  image: string;
+  network: NetworkRef;
+  /** DNS names on the session network (e.g. the role). */
+  aliases: string[];
+  env: Record<string, string>;
+  labels: Record<string, string>;
+  /** Container port to publish on the host (port chosen by the runtime, read back after start). */
+  publish?: { port: number; hostIp: string };
+  limits: { memoryBytes: number; nanoCpus: number; pids: number };
+}
+
+export interface ContainerRef {
+  id: string;
+  name: string;
+  role: Role;
+}
+
+export interface ContainerState {
+  id: string;
+  name: string;
+  role?: Role;
+  session?: string;
+  running: boolean;
+  status: string;
+  exitCode: number | null;
+  oomKilled: boolean;
+  startedAt: string | null;
+  finishedAt: string | null;
+  /** Host address of the published port, when one was asked for and the container runs. */
+  published?: { host: string; port: number };
+}
+
+/** The emulator's ready line, parsed (one JSON object), or what the port check learned. */
+export type ReadyInfo = Record<string, unknown>;
+
+export interface RuntimeEvent {
+  type: 'container' | 'network';
+  action: string; // die, oom, destroy, start, ...
+  id: string;
+  session?: string;
+  role?: string;
+  exitCode?: number;
+  /** Nanoseconds since the epoch as the runtime reports it, for catch-up after a reconnect. */
+  timeNano: number;
+}
+
+export interface ManagedObjects {
+  containers: ContainerState[];
+  networks: Array<{ id: string; name: string; session?: string; created: string }>;
+}
+
+export interface ContainerUsage {
+  cpuPercent: number;
+  memoryBytes: number;
+  memoryLimitBytes: number;
+}
+
+export interface RuntimeDriver {
+  readonly name: string;
+  ping(signal?: AbortSignal): Promise<void>;
+  createNetwork(spec: NetworkSpec, signal?: AbortSignal): Promise<NetworkRef>;
+  removeNetwork(id: string): Promise<void>;
+  createContainer(spec: ContainerSpec, signal?: AbortSignal): Promise<ContainerRef>;
+  startContainer(id: string, signal?: AbortSignal): Promise<void>;
+  /** Resolves with the ready line once the container accepts connections; rejects if it exits first. */
+  waitReady(id: string, options: { timeoutMs: number; signal?: AbortSignal }): Promise<ReadyInfo>;
+  /** Graceful stop (SIGTERM, then SIGKILL after timeoutS). A container already stopped is not an error. */
+  stopContainer(id: string, timeoutS: number): Promise<void>;
+  /** Force-removes; a container already gone is not an error. */
+  removeContainer(id: string): Promise<void>;
+  inspectContainer(id: string): Promise<ContainerState>;
+  /** The last lines the container printed (final stats are parsed from them). */
+  logs(id: string, tailLines: number): Promise<string>;
+  listManaged(): Promise<ManagedObjects>;
+  /** Labelled events from `since` (seconds) until the signal aborts or the stream breaks (then it throws). */
+  events(options: { since?: number; signal: AbortSignal }): AsyncIterable<RuntimeEvent>;
+  stats(id: string): Promise<ContainerUsage>;
+}
