@@ -12,7 +12,8 @@ export const MAX_FRAME_LIMIT_BYTES = 0xffff_ffff;
 
 /**
  * Standard msgpack only, so any implementation can read what we write and the reverse:
- * no records/structures, no extension types, undefined written as nil, 64-bit integers as numbers when safe.
+ * no records/structures, no extension types, undefined left out of maps (nil elsewhere), 64-bit integers as
+ * numbers when safe.
  */
 const packr = new Packr({
   useRecords: false,
@@ -24,6 +25,8 @@ const packr = new Packr({
   moreTypes: false,
   structuredClone: false,
   variableMapSize: true,
+  // "undefined is never sent": a map field holding undefined is left out rather than written as nil
+  skipValues: [undefined],
 } as unknown as ConstructorParameters<typeof Packr>[0]);
 
 /**
@@ -115,6 +118,8 @@ export type DecodedFrame =
 export class FrameSplitter {
   readonly maxFrame: number;
   private chunks: Buffer[] = [];
+  /** Bytes of chunks[0] already consumed: avoids a subarray per frame when many frames share a chunk. */
+  private head = 0;
   private buffered = 0;
   private failed: EdgeechoError | null = null;
 
@@ -130,51 +135,102 @@ export class FrameSplitter {
     return this.buffered;
   }
 
-  /** Returns the complete frame bodies found so far; throws EdgeechoError on a fatal length. */
+  /** The fatal error once a bad length was seen, else null. */
+  get error(): EdgeechoError | null {
+    return this.failed;
+  }
+
+  /**
+   * Returns the complete frame bodies found so far; throws EdgeechoError on a fatal length (bodies before the
+   * bad header in the same chunk are dropped: use `forEachFrame` to receive them first).
+   */
   push(chunk: Uint8Array): Buffer[] {
+    const bodies: Buffer[] = [];
+    this.forEachFrame(chunk, (body) => bodies.push(body));
+    return bodies;
+  }
+
+  /**
+   * Calls onBody for every complete frame body in order, then throws EdgeechoError if a fatal length follows
+   * them. Bodies may share memory with the chunk: copy one before keeping it past the next push.
+   */
+  forEachFrame(chunk: Uint8Array, onBody: (body: Buffer) => void): void {
     if (this.failed) throw this.failed;
     const buf = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
-    if (buf.length === 0) return [];
+    if (buf.length === 0) return;
+    if (this.buffered === 0) {
+      this.scanSingle(buf, onBody);
+      return;
+    }
     this.chunks.push(buf);
     this.buffered += buf.length;
-    const bodies: Buffer[] = [];
     while (this.buffered >= FRAME_HEADER_BYTES) {
-      const length = this.peekLength();
-      if (length === 0) {
-        this.fail(new EdgeechoError('BAD_FRAME', 'frame length 0: every frame carries one msgpack value', { length }));
-      }
-      if (length > this.maxFrame) {
-        this.fail(
-          new EdgeechoError(
-            'FRAME_TOO_LARGE',
-            `frame of ${length} bytes exceeds max_frame ${this.maxFrame} (EDGEECHO_MAX_FRAME)`,
-            { length, max_frame: this.maxFrame },
-          ),
-        );
-      }
+      const length = this.checkLength(this.peekLength());
       if (this.buffered < FRAME_HEADER_BYTES + length) break;
-      bodies.push(this.take(FRAME_HEADER_BYTES + length).subarray(FRAME_HEADER_BYTES));
+      onBody(this.take(FRAME_HEADER_BYTES + length).subarray(FRAME_HEADER_BYTES));
+      // the remainder may sit alone in one chunk again: take the fast path for it
+      if (this.chunks.length === 1) {
+        const rest = this.head === 0 ? this.chunks[0]! : this.chunks[0]!.subarray(this.head);
+        this.chunks = [];
+        this.head = 0;
+        this.buffered = 0;
+        this.scanSingle(rest, onBody);
+        return;
+      }
     }
-    return bodies;
+  }
+
+  /** The common case: nothing pending, so frames are cut straight out of this chunk without copying. */
+  private scanSingle(buf: Buffer, onBody: (body: Buffer) => void): void {
+    let offset = 0;
+    const end = buf.length;
+    while (end - offset >= FRAME_HEADER_BYTES) {
+      const length = this.checkLength(buf.readUInt32BE(offset));
+      if (end - offset - FRAME_HEADER_BYTES < length) break;
+      const start = offset + FRAME_HEADER_BYTES;
+      offset = start + length;
+      onBody(buf.subarray(start, offset));
+    }
+    if (offset < end) {
+      this.chunks.push(offset === 0 ? buf : buf.subarray(offset));
+      this.buffered = end - offset;
+    }
+  }
+
+  private checkLength(length: number): number {
+    if (length === 0) {
+      this.fail(new EdgeechoError('BAD_FRAME', 'frame length 0: every frame carries one msgpack value', { length }));
+    }
+    if (length > this.maxFrame) {
+      this.fail(
+        new EdgeechoError('FRAME_TOO_LARGE', `frame of ${length} bytes exceeds max_frame ${this.maxFrame} (EDGEECHO_MAX_FRAME)`, {
+          length,
+          max_frame: this.maxFrame,
+        }),
+      );
+    }
+    return length;
   }
 
   private fail(error: EdgeechoError): never {
     this.failed = error;
     this.chunks = [];
+    this.head = 0;
     this.buffered = 0;
     throw error;
   }
 
   private peekLength(): number {
     const first = this.chunks[0]!;
-    if (first.length >= FRAME_HEADER_BYTES) return first.readUInt32BE(0);
+    if (first.length - this.head >= FRAME_HEADER_BYTES) return first.readUInt32BE(this.head);
     const header = Buffer.allocUnsafe(FRAME_HEADER_BYTES);
     let filled = 0;
-    for (const c of this.chunks) {
-      const n = Math.min(c.length, FRAME_HEADER_BYTES - filled);
-      c.copy(header, filled, 0, n);
+    for (let i = 0; filled < FRAME_HEADER_BYTES; i++) {
+      const c = this.chunks[i]!;
+      const from = i === 0 ? this.head : 0;
+      const n = Math.min(c.length - from, FRAME_HEADER_BYTES - filled);
+      c.copy(header, filled, from, from + n);
       filled += n;
-      if (filled === FRAME_HEADER_BYTES) break;
     }
     return header.readUInt32BE(0);
   }
@@ -183,23 +239,29 @@ export class FrameSplitter {
   private take(n: number): Buffer {
     this.buffered -= n;
     const first = this.chunks[0]!;
-    if (first.length >= n) {
-      if (first.length === n) this.chunks.shift();
-      else this.chunks[0] = first.subarray(n);
-      return first.subarray(0, n);
+    const available = first.length - this.head;
+    if (available >= n) {
+      const out = first.subarray(this.head, this.head + n);
+      if (available === n) {
+        this.chunks.shift();
+        this.head = 0;
+      } else this.head += n;
+      return out;
     }
     const out = Buffer.allocUnsafe(n);
     let filled = 0;
     while (filled < n) {
       const c = this.chunks[0]!;
+      const left = c.length - this.head;
       const want = n - filled;
-      if (c.length <= want) {
-        c.copy(out, filled);
-        filled += c.length;
+      if (left <= want) {
+        c.copy(out, filled, this.head);
+        filled += left;
         this.chunks.shift();
+        this.head = 0;
       } else {
-        c.copy(out, filled, 0, want);
-        this.chunks[0] = c.subarray(want);
+        c.copy(out, filled, this.head, this.head + want);
+        this.head += want;
         filled += want;
       }
     }
@@ -259,29 +321,36 @@ export interface FrameWriterOptions {
   coalesceBytes?: number;
 }
 
+const DEFAULT_COALESCE_BYTES = 65_536;
+
 /**
  * Coalesces small frames into one write per microtask (or per coalesceBytes) and honours backpressure:
  * `send` returns false once the sink has refused a write, and `drained()` resolves when it asks for more.
  * Producers that ignore the return value are bounded by the owner, who can read `bufferedBytes`.
+ *
+ * Frames are copied once, straight into a batch slab; a flush hands the sink a view of the filled part and
+ * the next frames go to the rest of the slab, so a burst of small frames costs one allocation per slab.
  */
 export class FrameWriter {
-  private queue: Buffer[] = [];
-  private queued = 0;
+  private slab: Buffer = EMPTY;
+  private batchStart = 0;
+  private batchEnd = 0;
   private scheduled = false;
   private blocked = false;
   private waiters: Array<() => void> = [];
   private readonly coalesceBytes: number;
+  private readonly flushTask = (): void => this.flush();
 
   constructor(
     private readonly sink: FrameSink,
     options: FrameWriterOptions = {},
   ) {
-    this.coalesceBytes = options.coalesceBytes ?? 65_536;
+    this.coalesceBytes = options.coalesceBytes ?? DEFAULT_COALESCE_BYTES;
   }
 
   /** Bytes held here plus those the sink holds unsent. */
   get bufferedBytes(): number {
-    return this.queued + (this.sink.writableLength ?? 0);
+    return this.batchEnd - this.batchStart + (this.sink.writableLength ?? 0);
   }
 
   get writable(): boolean {
@@ -289,32 +358,76 @@ export class FrameWriter {
   }
 
   send(value: unknown): boolean {
-    return this.sendRaw(encodeFrame(value));
+    return this.sendBody(packValue(value));
+  }
+
+  /** Sends one frame around an already-encoded msgpack body. */
+  sendBody(body: Uint8Array): boolean {
+    if (this.sink.destroyed) return false;
+    const need = FRAME_HEADER_BYTES + body.length;
+    const at = this.reserve(need);
+    this.slab.writeUInt32BE(body.length, at);
+    this.slab.set(body, at + FRAME_HEADER_BYTES);
+    return this.queued();
   }
 
   /** Sends bytes that already hold whole frames (e.g. relayed without decoding). */
   sendRaw(frames: Buffer): boolean {
     if (this.sink.destroyed) return false;
-    this.queue.push(frames);
-    this.queued += frames.length;
-    if (this.queued >= this.coalesceBytes) this.flush();
-    else if (!this.scheduled) {
-      this.scheduled = true;
-      queueMicrotask(() => this.flush());
+    if (frames.length >= this.coalesceBytes) {
+      // large: write as is rather than copy, after what is already batched to keep the order
+      this.flush();
+      this.write(frames);
+      return !this.blocked;
     }
-    return !this.blocked;
+    const at = this.reserve(frames.length);
+    frames.copy(this.slab, at);
+    return this.queued();
   }
 
   flush(): void {
     this.scheduled = false;
-    if (this.queued === 0 || this.sink.destroyed) {
-      this.queue = [];
-      this.queued = 0;
-      return;
+    if (this.batchEnd === this.batchStart) return;
+    const data = this.slab.subarray(this.batchStart, this.batchEnd);
+    this.batchStart = this.batchEnd;
+    if (this.sink.destroyed) return;
+    this.write(data);
+  }
+
+  /** Resolves at once when writable, else on the sink's next drain. */
+  drained(): Promise<void> {
+    if (!this.blocked) return Promise.resolve();
+    return new Promise((resolve) => this.waiters.push(resolve));
+  }
+
+  /** Returns the offset in the slab where n bytes may be written, starting a new slab when needed. */
+  private reserve(n: number): number {
+    if (this.slab.length - this.batchEnd < n) {
+      const pending = this.batchEnd - this.batchStart;
+      // start small and double: an idle connection keeps a small slab, a busy one grows to coalesceBytes
+      const grown = Math.min(this.coalesceBytes, Math.max(INITIAL_SLAB_BYTES, this.slab.length * 2));
+      const next = Buffer.allocUnsafe(Math.max(grown, pending + n));
+      // bytes already handed to the sink stay in the old slab; only the unflushed batch moves
+      if (pending > 0) this.slab.copy(next, 0, this.batchStart, this.batchEnd);
+      this.slab = next;
+      this.batchStart = 0;
+      this.batchEnd = pending;
     }
-    const data = this.queue.length === 1 ? this.queue[0]! : Buffer.concat(this.queue, this.queued);
-    this.queue = [];
-    this.queued = 0;
+    const at = this.batchEnd;
+    this.batchEnd += n;
+    return at;
+  }
+
+  private queued(): boolean {
+    if (this.batchEnd - this.batchStart >= this.coalesceBytes) this.flush();
+    else if (!this.scheduled) {
+      this.scheduled = true;
+      queueMicrotask(this.flushTask);
+    }
+    return !this.blocked;
+  }
+
+  private write(data: Buffer): void {
     if (!this.sink.write(data) && !this.blocked) {
       this.blocked = true;
       this.sink.once('drain', () => {
@@ -325,10 +438,7 @@ export class FrameWriter {
       });
     }
   }
-
-  /** Resolves at once when writable, else on the sink's next drain. */
-  drained(): Promise<void> {
-    if (!this.blocked) return Promise.resolve();
-    return new Promise((resolve) => this.waiters.push(resolve));
-  }
 }
+
+const EMPTY = Buffer.alloc(0);
+const INITIAL_SLAB_BYTES = 2048;

@@ -17,6 +17,7 @@ export const ERROR_CODES = {
   SHUTTING_DOWN: 'the daemon is shutting down and takes no new requests',
   UNSUPPORTED_PROTOCOL: 'no protocol version in common',
   INTERNAL: 'an unexpected error inside the daemon',
+  CONNECTION_CLOSED: 'client side only, never sent: the connection failed or closed before the answer came',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -1,0 +1,220 @@
+/**
+ * Samples what the node has and what sessions use, on EDGEECHO_RESOURCES_CRON: host CPU (deltas of /proc/stat),
+ * memory (MemAvailable), load, free disk of the data directory, and from the runtime each running session's
+ * CPU and memory (container stats summed per session). The latest sample answers the `resources` op and
+ * feeds admission's free-memory check. Readers are injectable so tests need neither /proc nor Docker.
+ */
+import { readFile, statfs } from 'node:fs/promises';
+import { cpus, loadavg, totalmem } from 'node:os';
+import type { Logger } from 'pino';
+import type { RuntimeDriver } from '../runtime/driver.js';
+import { cronScheduler, type ScheduledJob, type Scheduler } from '../sessions/cron.js';
+
+export interface HostReaders {
+  procStat(): Promise<string>;
+  meminfo(): Promise<string>;
+  loadavg(): [number, number, number];
+  statfs(path: string): Promise<{ bsize: number; blocks: number; bavail: number }>;
+  cpuCount(): number;
+}
+
+export const procReaders: HostReaders = {
+  procStat: () => readFile('/proc/stat', 'utf8'),
+  meminfo: () => readFile('/proc/meminfo', 'utf8'),
+  loadavg: () => loadavg() as [number, number, number],
+  statfs: (path) => statfs(path),
+  cpuCount: () => cpus().length,
+};
+
+export interface HostSnapshot {
+  cpus: number;
+  /** Busy share of all cores since the previous sample, 0..100; null on the first sample. */
+  cpuPercent: number | null;
+  memoryTotalBytes: number;
+  memoryAvailableBytes: number;
+  load: [number, number, number];
+  dataDir: string;
+  diskFreeBytes: number | null;
+  diskTotalBytes: number | null;
+}
+
+export interface EngineSnapshot {
+  name: string;
+  reachable: boolean;
+  /** Labelled containers running / present. */
+  running: number;
+  containers: number;
+  networks: number;
+  error?: string;
+}
+
+export interface SessionUsage {
+  session: string;
+  containers: number;
+  /** Summed over the session's containers; 100 = one core. */
+  cpuPercent: number;
+  memoryBytes: number;
+  memoryLimitBytes: number;
+}
+
+export interface ResourceSnapshot {
+  /** ms since the epoch */
+  at: number;
+  host: HostSnapshot;
+  engine: EngineSnapshot;
+  sessions: SessionUsage[];
+}
+
+interface CpuTimes {
+  total: number;
+  idle: number;
+}
+
+/** The aggregate `cpu` line: user nice system idle iowait irq softirq steal (guest time is inside user). */
+export function parseProcStat(text: string): CpuTimes {
+  const line = text.split('\n').find((l) => l.startsWith('cpu '));
+  if (!line) throw new Error('/proc/stat: expected a "cpu " line, found none');
+  const f = line.trim().split(/\s+/).slice(1, 9).map(Number);
+  if (f.length < 4 || f.some((n) => !Number.isFinite(n))) throw new Error(`/proc/stat: expected numeric cpu times, got "${line}"`);
+  const total = f.reduce((a, b) => a + b, 0);
+  return { total, idle: f[3]! + (f[4] ?? 0) };
+}
+
+/** MemTotal and MemAvailable in bytes (the kernel reports kB). */
+export function parseMeminfo(text: string): { total: number; available: number } {
+  const read = (key: string): number | null => {
+    const m = new RegExp(`^${key}:\\s+(\\d+)\\s*kB`, 'm').exec(text);
+    return m ? Number(m[1]) * 1024 : null;
+  };
+  const total = read('MemTotal');
+  // Kernels before 3.14 lack MemAvailable; free + cached is the old approximation.
+  const available = read('MemAvailable') ?? ((read('MemFree') ?? 0) + (read('Cached') ?? 0));
+  return { total: total ?? totalmem(), available };
+}
+
+export interface TrackerOptions {
+  driver: Pick<RuntimeDriver, 'name' | 'listManaged' | 'stats'>;
+  dataDir: string;
+  cron: string;
+  log: Logger;
+  readers?: HostReaders;
+  scheduler?: Scheduler;
+  now?: () => number;
+}
+
+export class ResourceTracker {
+  private readonly readers: HostReaders;
+  private readonly now: () => number;
+  private previousCpu: CpuTimes | null = null;
+  private current: ResourceSnapshot | null = null;
+  private inFlight: Promise<ResourceSnapshot> | null = null;
+  private job: ScheduledJob | null = null;
+
+  constructor(private readonly options: TrackerOptions) {
+    this.readers = options.readers ?? procReaders;
+    this.now = options.now ?? Date.now;
+  }
+
+  /** Takes a first sample (the CPU baseline) and schedules the rest. */
+  async start(): Promise<ResourceSnapshot> {
+    if (!this.job) {
+      const scheduler = this.options.scheduler ?? cronScheduler;
+      this.job = scheduler(this.options.cron, 'edgeecho-resources', () => {
+        this.sample().catch((err: Error) => this.options.log.warn({ err: err.message }, 'resource sample failed'));
+      });
+    }
+    return this.sample();
+  }
+
+  stop(): void {
+    this.job?.cancel();
+    this.job = null;
+  }
+
+  latest(): ResourceSnapshot | null {
+    return this.current;
+  }
+
+  /** Host available memory as of the latest sample; null before the first. */
+  availableMemory(): number | null {
+    return this.current?.host.memoryAvailableBytes ?? null;
+  }
+
+  /** One sample now; a sample already running is joined, not doubled (stats calls are slow under load). */
+  sample(): Promise<ResourceSnapshot> {
+    this.inFlight ??= this.takeSample().finally(() => {
+      this.inFlight = null;
+    });
+    return this.inFlight;
+  }
+
+  private async takeSample(): Promise<ResourceSnapshot> {
+    const [host, runtime] = await Promise.all([this.sampleHost(), this.sampleRuntime()]);
+    const snapshot: ResourceSnapshot = { at: this.now(), host, ...runtime };
+    this.current = snapshot;
+    return snapshot;
+  }
+
+  private async sampleHost(): Promise<HostSnapshot> {
+    const r = this.readers;
+    const [stat, mem, disk] = await Promise.all([
+      r.procStat().then(parseProcStat),
+      r.meminfo().then(parseMeminfo),
+      r.statfs(this.options.dataDir).catch(() => null),
+    ]);
+    let cpuPercent: number | null = null;
+    if (this.previousCpu) {
+      const total = stat.total - this.previousCpu.total;
+      const idle = stat.idle - this.previousCpu.idle;
+      cpuPercent = total > 0 ? round(Math.min(100, Math.max(0, (1 - idle / total) * 100))) : 0;
+    }
+    this.previousCpu = stat;
+    return {
+      cpus: r.cpuCount(),
+      cpuPercent,
+      memoryTotalBytes: mem.total,
+      memoryAvailableBytes: mem.available,
+      load: r.loadavg().map(round) as [number, number, number],
+      dataDir: this.options.dataDir,
+      diskFreeBytes: disk ? disk.bavail * disk.bsize : null,
+      diskTotalBytes: disk ? disk.blocks * disk.bsize : null,
+    };
+  }
+
+  private async sampleRuntime(): Promise<{ engine: EngineSnapshot; sessions: SessionUsage[] }> {
+    const { driver } = this.options;
+    let managed;
+    try {
+      managed = await driver.listManaged();
+    } catch (err) {
+      return { engine: { name: driver.name, reachable: false, running: 0, containers: 0, networks: 0, error: (err as Error).message }, sessions: [] };
+    }
+    const running = managed.containers.filter((c) => c.running);
+    const bySession = new Map<string, SessionUsage>();
+    const usages = await Promise.all(
+      running.map(async (c) => {
+        try {
+          return { container: c, usage: await driver.stats(c.id) };
+        } catch {
+          // Exited between the list and the stats call: not running, so it uses nothing.
+          return null;
+        }
+      }),
+    );
+    for (const entry of usages) {
+      if (!entry || !entry.container.session) continue;
+      const s = bySession.get(entry.container.session) ?? { session: entry.container.session, containers: 0, cpuPercent: 0, memoryBytes: 0, memoryLimitBytes: 0 };
+      s.containers++;
+      s.cpuPercent = round(s.cpuPercent + entry.usage.cpuPercent);
+      s.memoryBytes += entry.usage.memoryBytes;
+      s.memoryLimitBytes += entry.usage.memoryLimitBytes;
+      bySession.set(s.session, s);
+    }
+    return {
+      engine: { name: driver.name, reachable: true, running: running.length, containers: managed.containers.length, networks: managed.networks.length },
+      sessions: [...bySession.values()].sort((a, b) => a.session.localeCompare(b.session)),
+    };
+  }
+}
+
+const round = (n: number): number => Math.round(n * 100) / 100;
