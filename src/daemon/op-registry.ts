@@ -39,6 +39,11 @@ export interface OpDefinition<A = Record<string, unknown>> {
   beforeHello?: boolean;
   /** Unknown argument fields are refused unless this is true. */
   allowExtraArgs?: boolean;
+  /**
+   * The handler keeps running when its client disconnects (its frames are dropped): for work that must reach
+   * a consistent end, like session.create. It is still aborted by cancel and at the shutdown deadline.
+   */
+  detached?: boolean;
   handler(args: A, ctx: OpContext): Promise<unknown>;
 }
 
@@ -70,7 +75,7 @@ export function validateArgs<A>(schema: ArgSchema, args: Record<string, unknown>
       }
     }
   }
-  const out: Record<string, unknown> = {};
+  const out: Record<string, unknown> = allowExtra ? { ...input } : {};
   for (const [field, spec] of Object.entries(schema)) {
     const value = input[field];
     if (value === undefined || value === null) {
