@@ -371,6 +371,21 @@ export class FrameWriter {
     return this.queued();
   }
 
+  /** Sends one frame whose body is the concatenation of already-encoded msgpack pieces (hot paths). */
+  sendBodyParts(parts: readonly Uint8Array[]): boolean {
+    if (this.sink.destroyed) return false;
+    let length = 0;
+    for (const p of parts) length += p.length;
+    let at = this.reserve(FRAME_HEADER_BYTES + length);
+    this.slab.writeUInt32BE(length, at);
+    at += FRAME_HEADER_BYTES;
+    for (const p of parts) {
+      this.slab.set(p, at);
+      at += p.length;
+    }
+    return this.queued();
+  }
+
   /** Sends bytes that already hold whole frames (e.g. relayed without decoding). */
   sendRaw(frames: Buffer): boolean {
     if (this.sink.destroyed) return false;

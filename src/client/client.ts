@@ -9,6 +9,7 @@ import { FrameDecoder, FrameWriter } from '../../protocol/codec.js';
 import { EdgeechoError, type WireError } from '../../protocol/errors.js';
 import { SUPPORTED_PROTOCOLS, type EventFrame, type Greeting, type RequestId, type StatusFrame } from '../../protocol/messages.js';
 import { Call } from './call.js';
+import { createTlsSocketFactory, type ClientTlsOptions } from './tls.js';
 import { createNetSocket, DEFAULT_CONNECT_TIMEOUT_MS, describeTarget, type ConnectTarget, type CreateSocket } from './transport.js';
 
 /** Below the daemon's default idle timeout (120 s) with room for one lost ping. */
@@ -54,6 +55,8 @@ export interface ConnectOptions {
   protocols?: readonly number[];
   /** Opens the byte stream; the seam for TLS and tests. Default: plain TCP or unix socket. */
   createSocket?: CreateSocket;
+  /** TLS to the daemon's TCP port: true trusts the system store, {ca} a given CA. Ignored when createSocket is set. */
+  tls?: boolean | ClientTlsOptions;
   timers?: Timers;
 }
 
@@ -98,7 +101,8 @@ export async function connect(options: ConnectOptions): Promise<Client> {
   }, timeoutMs);
   let client: Client | undefined;
   try {
-    const socket = await (options.createSocket ?? createNetSocket)({ target, signal: abort.signal });
+    const createSocket = options.createSocket ?? (options.tls ? createTlsSocketFactory(options.tls === true ? {} : options.tls) : createNetSocket);
+    const socket = await createSocket({ target, signal: abort.signal });
     client = new Client(socket, { ...options, timers }, describeTarget(target));
     await client.handshake(abort.signal);
     client.startKeepalive();
@@ -170,6 +174,11 @@ export class Client extends EventEmitter<ClientEvents> {
   /** False while the socket refuses writes; `drained()` resolves when it takes more. */
   get writable(): boolean {
     return this.writer.writable;
+  }
+
+  /** Bytes encoded and not yet taken by the kernel; requests beyond the socket's appetite wait unencoded. */
+  get bufferedBytes(): number {
+    return this.writer.bufferedBytes;
   }
 
   drained(): Promise<void> {

@@ -15,6 +15,8 @@ export { connect, Client, chooseProtocol, targetOf, DEFAULT_KEEPALIVE_MS, DEFAUL
 export type { ConnectOptions, RequestOptions, Timers } from './client.js';
 export { Call } from './call.js';
 export { createNetSocket, describeTarget, DEFAULT_CONNECT_TIMEOUT_MS } from './transport.js';
+export { createTlsSocketFactory } from './tls.js';
+export type { ClientTlsOptions } from './tls.js';
 export type { ConnectTarget, CreateSocket, SocketOptions } from './transport.js';
 export { EdgeechoError, ERROR_CODES, isErrorCode } from '../../protocol/errors.js';
 export type { ErrorCode, WireError } from '../../protocol/errors.js';

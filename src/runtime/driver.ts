@@ -37,6 +37,8 @@ export interface ContainerSpec {
   /** Container port to publish on the host (port chosen by the runtime, read back after start). */
   publish?: { port: number; hostIp: string };
   limits: { memoryBytes: number; nanoCpus: number; pids: number };
+  /** Overrides the image's command (tests and benchmarks; the emulators use their default). */
+  command?: string[];
 }
 
 export interface ContainerRef {
@@ -56,6 +58,8 @@ export interface ContainerState {
   oomKilled: boolean;
   startedAt: string | null;
   finishedAt: string | null;
+  /** ISO time the runtime created the container, when the listing tells (orphan grace counts from it). */
+  created?: string;
   /** Host address of the published port, when one was asked for and the container runs. */
   published?: { host: string; port: number };
 }

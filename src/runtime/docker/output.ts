@@ -4,6 +4,8 @@
  * an engine. The emulators speak one JSON object per stdout line; their logs go to stderr.
  */
 
+export { findStatsLine, parseEventLine } from '../emulator-lines.js';
+
 export type OutputStream = 'stdout' | 'stderr';
 
 export class OutputDemuxer {
@@ -51,18 +53,6 @@ export class LineSplitter {
   }
 }
 
-/** Parses one stdout line; null for anything that is not a JSON object. */
-export function parseEventLine(line: string): Record<string, unknown> | null {
-  const text = line.trim();
-  if (!text.startsWith('{')) return null;
-  try {
-    const value: unknown = JSON.parse(text);
-    return value && typeof value === 'object' && !Array.isArray(value) ? (value as Record<string, unknown>) : null;
-  } catch {
-    return null;
-  }
-}
-
 /** Splits a demuxed log dump (as `logs` returns it) into its stdout and stderr text. */
 export function demuxAll(raw: Buffer): { stdout: string; stderr: string } {
   const out: Buffer[] = [];
@@ -72,14 +62,4 @@ export function demuxAll(raw: Buffer): { stdout: string; stderr: string } {
     new OutputDemuxer((stream, data) => (stream === 'stderr' ? err : out).push(Buffer.from(data))).push(raw);
   } else out.push(raw);
   return { stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() };
-}
-
-/** The last stats line in a stdout dump (the emulators print exactly one, last). */
-export function findStatsLine(stdout: string): Record<string, unknown> | null {
-  const lines = stdout.split('\n');
-  for (let i = lines.length - 1; i >= 0; i--) {
-    const event = parseEventLine(lines[i]!);
-    if (event?.event === 'stats') return event;
-  }
-  return null;
 }

@@ -6,7 +6,8 @@
  */
 import { EdgeechoError } from '../../../protocol/errors.js';
 import type { ReadyInfo } from '../driver.js';
-import { LineSplitter, OutputDemuxer, parseEventLine } from './output.js';
+import { parseEventLine } from '../emulator-lines.js';
+import { LineSplitter, OutputDemuxer } from './output.js';
 
 export const STDERR_TAIL_LINES = 20;
 

@@ -1,0 +1,186 @@
+/**
+ * Data-plane throughput: COUNT data frames (64-byte payload) through probe -> stream (segmented) ->
+ * segmentation as local processes from the shipped bundles, beside a raw loopback pipe of the same frames
+ * between two processes (the probe's batched encoder straight into a receiver doing the segmentation's parse
+ * and checksum, no relay). Both rates are frames over the receiver's window from first data frame to end.
+ * Runs alternate, medians reported. Last line: one JSON object.
+ */
+import { spawn } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer, connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { encodeFrame, unpackValue } from '../protocol/codec.js';
+import { crc32Update, DataFrameEncoder, readDataFrame, type DataFrame } from '../emulators/data-frame.js';
+import { FrameScanner } from '../emulators/frame-scanner.js';
+import { bundleEmulators } from '../src/runtime/docker/images.js';
+
+const COUNT = Number(process.env.BENCH_COUNT ?? 1_000_000);
+const PAYLOAD = Number(process.env.BENCH_PAYLOAD_BYTES ?? 64);
+const RUNS = Number(process.env.BENCH_RUNS ?? 3);
+
+interface Sample {
+  frames: number;
+  bytes: number;
+  ms: number;
+  ok: boolean;
+}
+
+function runNode(args: string[], env: Record<string, string>): Promise<{ code: number | null; lines: Array<Record<string, unknown>>; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, args, { env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, lines: out.trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>), stderr: err });
+    });
+  });
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+async function pipeline(files: Record<string, string>): Promise<Sample> {
+  const [probePort, streamPort] = [await freePort(), await freePort()];
+  const common = { EMULATOR_IDLE_TIMEOUT_MS: '30000' };
+  const runs = [
+    runNode([files.probe!], { ...common, PROBE_PORT: String(probePort), PROBE_COUNT: String(COUNT), PROBE_PAYLOAD_BYTES: String(PAYLOAD) }),
+    runNode([files.stream!], { ...common, PROBE_HOST: '127.0.0.1', PROBE_PORT: String(probePort), STREAM_PORT: String(streamPort), STREAM_MODE: 'segmented' }),
+    runNode([files.segmentation!], { ...common, STREAM_HOST: '127.0.0.1', STREAM_PORT: String(streamPort) }),
+  ];
+  const [p, s, g] = await Promise.all(runs);
+  const stats = g!.lines.at(-1) ?? {};
+  const ok = p!.code === 0 && s!.code === 0 && g!.code === 0 && stats.lost === 0 && stats.checksum_ok === true;
+  if (!ok) process.stderr.write(`pipeline run failed: ${JSON.stringify([p!.lines.at(-1), s!.lines.at(-1), stats])}\n`);
+  return { frames: Number(stats.frames), bytes: Number(stats.bytes), ms: Number(stats.duration_ms), ok };
+}
+
+async function rawPipe(): Promise<Sample> {
+  const port = await freePort();
+  const self = fileURLToPath(import.meta.url);
+  const receiver = runNode(['--import', 'tsx', self], { BENCH_ROLE: 'raw-receiver', BENCH_PORT: String(port) });
+  await new Promise((r) => setTimeout(r, 300));
+  const sender = runNode(['--import', 'tsx', self], { BENCH_ROLE: 'raw-sender', BENCH_PORT: String(port), BENCH_COUNT: String(COUNT), BENCH_PAYLOAD_BYTES: String(PAYLOAD) });
+  const [r, s] = await Promise.all([receiver, sender]);
+  const stats = r.lines.at(-1) ?? {};
+  const ok = r.code === 0 && s.code === 0 && stats.checksum_ok === true && stats.frames === COUNT;
+  if (!ok) process.stderr.write(`raw pipe run failed: ${JSON.stringify(stats)} ${r.stderr} ${s.stderr}\n`);
+  return { frames: Number(stats.frames), bytes: Number(stats.bytes), ms: Number(stats.duration_ms), ok };
+}
+
+/** Raw sender: the probe's encoder, 64 KiB writes, backpressure, then an end frame; waits for the ack. */
+async function rawSender(): Promise<void> {
+  // The receiver may still be starting on a loaded machine: retry, bounded.
+  let socket = connect({ host: '127.0.0.1', port: Number(process.env.BENCH_PORT) });
+  for (let attempt = 1; ; attempt++) {
+    const error = await new Promise<Error | null>((r) => {
+      socket.once('connect', () => r(null));
+      socket.once('error', r);
+    });
+    if (!error) break;
+    if (attempt >= 100) throw error;
+    await new Promise((r) => setTimeout(r, 100));
+    socket = connect({ host: '127.0.0.1', port: Number(process.env.BENCH_PORT) });
+  }
+  const enc = new DataFrameEncoder(PAYLOAD);
+  const perBatch = Math.max(1, Math.floor(65536 / enc.frameBytes));
+  for (let seq = 0; seq < COUNT; ) {
+    const n = Math.min(perBatch, COUNT - seq);
+    const more = socket.write(enc.batch(seq, n, Date.now()));
+    seq += n;
+    if (!more) await new Promise((r) => socket.once('drain', r));
+  }
+  socket.write(encodeFrame({ type: 'end', count: COUNT, checksum: enc.checksum }));
+  await new Promise((r) => socket.once('data', r));
+  socket.end();
+}
+
+/** Raw receiver: the segmentation server's per-frame work (parse, seq check, CRC) without the relay. */
+async function rawReceiver(): Promise<void> {
+  const server = createServer((socket) => {
+    const scanner = new FrameScanner(16 * 1024 * 1024);
+    const frame: DataFrame = { seq: 0, ts: 0, body: Buffer.alloc(0), payloadStart: 0, payloadEnd: 0 };
+    let frames = 0;
+    let bytes = 0;
+    let expected = 0;
+    let lost = 0;
+    let crc = 0;
+    let t0 = 0;
+    socket.on('data', (chunk: Buffer) => {
+      scanner.push(chunk, (buf, start, length) => {
+        if (readDataFrame(buf, start, length, frame)) {
+          if (frames === 0) t0 = performance.now();
+          frames++;
+          bytes += 4 + length;
+          if (frame.seq !== expected) lost++;
+          expected = frame.seq + 1;
+          crc = crc32Update(crc, frame.body, frame.payloadStart, frame.payloadEnd);
+          return true;
+        }
+        const end = unpackValue(buf.subarray(start, start + length)) as { checksum: number };
+        const ms = performance.now() - t0;
+        process.stdout.write(JSON.stringify({ frames, bytes, lost, duration_ms: ms, checksum_ok: end.checksum === crc }) + '\n');
+        socket.end(encodeFrame({ type: 'ack', count: frames }));
+        server.close();
+        return false;
+      });
+    });
+  });
+  server.listen(Number(process.env.BENCH_PORT), '127.0.0.1');
+}
+
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+export default async function dataPlane(): Promise<void> {
+  const dir = await mkdtemp(join(tmpdir(), 'edgeecho-bench-'));
+  try {
+    const { files } = await bundleEmulators(dir);
+    const pipe: Sample[] = [];
+    const raw: Sample[] = [];
+    for (let i = 0; i < RUNS; i++) {
+      raw.push(await rawPipe());
+      pipe.push(await pipeline(files));
+    }
+    const rate = (s: Sample): number => s.frames / (s.ms / 1000);
+    const mbs = (s: Sample): number => s.bytes / 1e6 / (s.ms / 1000);
+    const rows = [
+      { name: 'raw pipe (2 processes)', fps: median(raw.map(rate)), mbs: median(raw.map(mbs)), ok: raw.every((s) => s.ok) },
+      { name: 'probe -> stream -> segmentation', fps: median(pipe.map(rate)), mbs: median(pipe.map(mbs)), ok: pipe.every((s) => s.ok) },
+    ];
+    console.log(`data plane: ${COUNT} frames, ${PAYLOAD}-byte payload, median of ${RUNS} runs, local processes on loopback`);
+    console.log('path                              frames/s        MB/s   all ok');
+    for (const r of rows) console.log(`${r.name.padEnd(32)} ${Math.round(r.fps).toLocaleString('en').padStart(10)} ${r.mbs.toFixed(1).padStart(11)}   ${r.ok}`);
+    const ratio = rows[1]!.fps / rows[0]!.fps;
+    console.log(`pipeline / raw pipe: ${(ratio * 100).toFixed(1)}%   (targets: >= 500,000 frames/s and >= 70%)`);
+    console.log(
+      JSON.stringify({
+        bench: 'data-plane',
+        count: COUNT,
+        payload_bytes: PAYLOAD,
+        runs: RUNS,
+        raw_fps: Math.round(rows[0]!.fps),
+        raw_mbs: Number(rows[0]!.mbs.toFixed(1)),
+        pipeline_fps: Math.round(rows[1]!.fps),
+        pipeline_mbs: Number(rows[1]!.mbs.toFixed(1)),
+        ratio_vs_raw: Number(ratio.toFixed(3)),
+        all_ok: rows.every((r) => r.ok),
+      }),
+    );
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+if (process.env.BENCH_ROLE === 'raw-sender') await rawSender();
+else if (process.env.BENCH_ROLE === 'raw-receiver') await rawReceiver();

@@ -1,0 +1,142 @@
+/**
+ * What every emulator shares: the stdout contract (one JSON object per line: ready once, stats once and last),
+ * the idle watchdog (no wait lasts longer than EMULATOR_IDLE_TIMEOUT_MS without progress), SIGTERM handling and
+ * exit codes. Logs go to stderr.
+ */
+import { writeSync } from 'node:fs';
+import { connect, type Socket } from 'node:net';
+
+export const EXIT_OK = 0;
+/** Frames lost, reordered, checksum mismatch, or a peer went away before the run completed. */
+export const EXIT_INCOMPLETE = 1;
+export const EXIT_CONFIG = 2;
+export const EXIT_IDLE_TIMEOUT = 3;
+export const EXIT_TERMINATED = 143;
+
+export type Role = 'probe' | 'stream' | 'segmentation';
+
+export interface Counters {
+  frames: number;
+  bytes: number;
+  lost: number;
+  out_of_order: number;
+}
+
+export function log(role: Role, message: string, fields: Record<string, unknown> = {}): void {
+  writeSync(2, JSON.stringify({ time: Date.now(), role, msg: message, ...fields }) + '\n');
+}
+
+export class EmulatorRun {
+  /** What the emulator is waiting for: the reason given on an idle timeout or SIGTERM. */
+  phase = 'starting';
+  readonly counters: Counters = { frames: 0, bytes: 0, lost: 0, out_of_order: 0 };
+  /** Role-specific fields appended to the stats line. */
+  extras: Record<string, unknown> = {};
+  /** Set once nothing is left but closing: SIGTERM then still exits 0. */
+  complete = false;
+  private firstAt = 0;
+  private lastAt = 0;
+  private lastActivity = Date.now();
+  private watchdog: NodeJS.Timeout;
+  private finished = false;
+  private readyPrinted = false;
+  private readonly onTerm = (): void => {
+    this.finish(this.complete ? EXIT_OK : EXIT_TERMINATED, this.complete ? undefined : `terminated by SIGTERM while ${this.phase}`);
+  };
+
+  constructor(
+    readonly role: Role,
+    readonly idleTimeoutMs: number,
+  ) {
+    this.watchdog = setTimeout(() => this.checkIdle(), idleTimeoutMs);
+    process.on('SIGTERM', this.onTerm);
+    process.on('SIGINT', this.onTerm);
+  }
+
+  /** Progress: data read or written, a peer arrived. Cheap enough for the hot path. */
+  touch(): void {
+    this.lastActivity = Date.now();
+  }
+
+  setPhase(phase: string): void {
+    this.phase = phase;
+    this.touch();
+    log(this.role, phase);
+  }
+
+  /** Marks the data window used for duration_ms and rate. */
+  markData(): void {
+    const now = performance.now();
+    if (this.firstAt === 0) this.firstAt = now;
+    this.lastAt = now;
+  }
+
+  ready(fields: Record<string, unknown>): void {
+    if (this.readyPrinted) return;
+    this.readyPrinted = true;
+    writeSync(1, JSON.stringify({ event: 'ready', role: this.role, ...fields }) + '\n');
+  }
+
+  private checkIdle(): void {
+    const idle = Date.now() - this.lastActivity;
+    if (idle >= this.idleTimeoutMs) {
+      this.finish(EXIT_IDLE_TIMEOUT, `idle timeout: nothing happened for ${idle} ms (EMULATOR_IDLE_TIMEOUT_MS=${this.idleTimeoutMs}) while ${this.phase}`);
+    } else {
+      this.watchdog = setTimeout(() => this.checkIdle(), this.idleTimeoutMs - idle);
+    }
+  }
+
+  /** Prints the stats line (once) and exits. An error makes the exit code at least EXIT_INCOMPLETE. */
+  finish(code: number, error?: string): void {
+    if (this.finished) return;
+    this.finished = true;
+    clearTimeout(this.watchdog);
+    const durationMs = this.firstAt ? Math.max(this.lastAt - this.firstAt, 0.001) : 0;
+    const c = this.counters;
+    const stats: Record<string, unknown> = {
+      event: 'stats',
+      role: this.role,
+      ...c,
+      duration_ms: Math.round(durationMs * 1000) / 1000,
+      rate: durationMs ? Math.round((c.frames / durationMs) * 1000) : 0,
+      ...this.extras,
+    };
+    if (error) stats.error = error;
+    if (error) log(this.role, 'failed', { error, exit: code });
+    writeSync(1, JSON.stringify(stats) + '\n');
+    process.exit(error && code === EXIT_OK ? EXIT_INCOMPLETE : code);
+  }
+}
+
+export const DEFAULT_RETRY_INITIAL_MS = 50;
+export const DEFAULT_RETRY_MAX_MS = 1000;
+
+/**
+ * Connects, retrying with exponential backoff while the peer is not there yet (refused, unresolvable name,
+ * unreachable): containers start in any order. The idle watchdog bounds the total wait.
+ */
+export function connectWithRetry(run: EmulatorRun, host: string, port: number, what: string): Promise<Socket> {
+  let delay = DEFAULT_RETRY_INITIAL_MS;
+  let attempts = 0;
+  return new Promise((resolve) => {
+    const attempt = (): void => {
+      attempts++;
+      const socket = connect({ host, port });
+      const onError = (err: NodeJS.ErrnoException): void => {
+        socket.destroy();
+        run.phase = `connecting to ${what} at ${host}:${port} (attempt ${attempts}, last error ${err.code ?? err.message})`;
+        log(run.role, 'connect attempt failed; retrying', { peer: `${host}:${port}`, attempt: attempts, err: err.code ?? err.message, retry_ms: delay });
+        setTimeout(attempt, delay);
+        delay = Math.min(delay * 2, DEFAULT_RETRY_MAX_MS);
+      };
+      socket.once('error', onError);
+      socket.once('connect', () => {
+        socket.off('error', onError);
+        socket.setNoDelay(true);
+        run.touch();
+        resolve(socket);
+      });
+    };
+    attempt();
+  });
+}

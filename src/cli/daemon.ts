@@ -1,0 +1,99 @@
+/**
+ * `edgeecho daemon`: load config, build the ops, listen, and shut down gracefully on SIGTERM/SIGINT.
+ * Returns the process exit code instead of exiting, so main.ts and tests decide what happens next.
+ */
+import type { Logger } from 'pino';
+import { EdgeechoError } from '../../protocol/errors.js';
+import { loadConfig } from '../config.js';
+import { createLogger } from '../log.js';
+import { Daemon } from '../daemon/daemon.js';
+import { createOps } from '../ops/index.js';
+
+export const EXIT_OK = 0;
+/** Bad configuration or flags: nothing was started. */
+export const EXIT_CONFIG = 2;
+/** Could not start (listen failed, ops failed to initialise). */
+export const EXIT_START = 1;
+
+export interface RunDaemonOptions {
+  env?: NodeJS.ProcessEnv;
+  /** Resolves to stop the daemon instead of a signal (tests). */
+  stop?: Promise<unknown>;
+  /** Builds the ops instead of the full composition root (tests that drive no runtime). */
+  createOps?: typeof createOps;
+  /** Called once listening, with where. */
+  onListening?(addresses: Awaited<ReturnType<Daemon['listen']>>): void;
+}
+
+export async function runDaemon(argv: string[], options: RunDaemonOptions = {}): Promise<number> {
+  let config;
+  let rest: string[];
+  try {
+    ({ config, rest } = loadConfig({ env: options.env ?? process.env, argv }));
+  } catch (err) {
+    process.stderr.write(`edgeecho daemon: ${(err as Error).message}\n`);
+    return EXIT_CONFIG;
+  }
+  if (rest.length > 0) {
+    process.stderr.write(`edgeecho daemon: unknown argument${rest.length > 1 ? 's' : ''} ${rest.join(' ')}; \`edgeecho config\` lists the settings and their flags\n`);
+    return EXIT_CONFIG;
+  }
+  const log = createLogger(config.logLevel as Parameters<typeof createLogger>[0]);
+  let ops;
+  try {
+    ops = await (options.createOps ?? createOps)(config, log);
+  } catch (err) {
+    log.fatal({ err }, 'cannot initialise ops');
+    return EXIT_START;
+  }
+  let daemon: Daemon;
+  try {
+    daemon = new Daemon({ config, registry: ops.registry, log });
+    const addresses = await daemon.listen();
+    options.onListening?.(addresses);
+  } catch (err) {
+    log.fatal({ err: describeError(err) }, 'cannot start the daemon');
+    await ops.close().catch(() => undefined);
+    return err instanceof EdgeechoError && err.code === 'BAD_REQUEST' ? EXIT_CONFIG : EXIT_START;
+  }
+  const { signal, dispose } = await waitForStop(log, options.stop);
+  log.info({ signal }, 'stopping');
+  await daemon.shutdown();
+  dispose();
+  await ops.close().catch((err) => log.error({ err }, 'closing ops failed'));
+  log.flush?.();
+  return EXIT_OK;
+}
+
+/** Resolves on the first SIGTERM/SIGINT; a second one while shutting down exits at once. */
+function waitForStop(log: Logger, stop?: Promise<unknown>): Promise<{ signal: string; dispose(): void }> {
+  return new Promise((done) => {
+    const dispose = (): void => {
+      process.off('SIGTERM', forced);
+      process.off('SIGINT', forced);
+    };
+    const resolve = (signal: string): void => done({ signal, dispose });
+    const onSignal = (signal: NodeJS.Signals): void => {
+      process.off('SIGTERM', onSignal);
+      process.off('SIGINT', onSignal);
+      process.once('SIGTERM', forced);
+      process.once('SIGINT', forced);
+      resolve(signal);
+    };
+    const forced = (signal: NodeJS.Signals): void => {
+      log.warn({ signal }, 'second signal during shutdown: exiting now');
+      process.exit(130);
+    };
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
+    void stop?.then(() => {
+      process.off('SIGTERM', onSignal);
+      process.off('SIGINT', onSignal);
+      resolve('stop');
+    });
+  });
+}
+
+function describeError(err: unknown): unknown {
+  return err instanceof EdgeechoError ? { code: err.code, message: err.message } : err;
+}

@@ -1,0 +1,101 @@
+/**
+ * `edgeecho resources`: the node's capacity and what sessions hold, as a readable table (or the `resources`
+ * op's answer as one JSON line). Rendering is a pure function of that answer.
+ */
+import { connect } from '../client/index.js';
+import { EdgeechoError } from '../../protocol/errors.js';
+import { CONNECTION_FLAGS, connectionOptions, formatFlags, parseFlags, UsageError, type CliIo, type FlagSpec } from './args.js';
+import { frameLine } from './frame-json.js';
+import { renderError } from './live-view.js';
+import { CLI_CLIENT_NAME, renderTable } from './session.js';
+
+const FLAGS = {
+  fresh: { type: 'bool', help: 'sample now instead of answering with the latest scheduled sample' },
+  json: { type: 'bool', help: 'print the answer as one JSON line (the default when stdout is not a terminal)' },
+  ...CONNECTION_FLAGS,
+} satisfies Record<string, FlagSpec>;
+
+export const usage = `usage: edgeecho resources [--fresh] [--json]
+
+Shows the host (CPU, memory, load, disk of the data directory), the Docker engine (edgeecho's containers
+and networks), what admission has reserved against capacity, and per-session usage.
+
+${formatFlags(FLAGS)}
+`;
+
+/** 512 B, 1.5 KiB, 200.0 MiB, 3.2 GiB. */
+export function formatBytes(n: unknown): string {
+  if (typeof n !== 'number' || !Number.isFinite(n)) return '-';
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let value = n;
+  let unit = 0;
+  while (Math.abs(value) >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return unit === 0 ? `${value} B` : `${value.toFixed(1)} ${units[unit]}`;
+}
+
+const pct = (n: unknown): string => (typeof n === 'number' && Number.isFinite(n) ? `${n.toFixed(1)}%` : '-');
+const num = (n: unknown): string => (typeof n === 'number' && Number.isFinite(n) ? String(Math.round(n * 100) / 100) : '-');
+
+type Obj = Record<string, unknown>;
+const obj = (v: unknown): Obj => (v && typeof v === 'object' && !Array.isArray(v) ? (v as Obj) : {});
+
+export function renderResources(answer: unknown): string {
+  const data = obj(answer);
+  const host = obj(data.host);
+  const engine = obj(data.engine);
+  const admission = data.admission === undefined ? null : obj(data.admission);
+  const sessions = Array.isArray(data.sessions) ? (data.sessions as unknown[]).map(obj) : [];
+  const out: string[] = [];
+  if (typeof data.at === 'number') out.push(`sampled ${new Date(data.at).toISOString()}`, '');
+
+  const load = Array.isArray(host.load) ? (host.load as unknown[]).map(num).join(' ') : '-';
+  const memUsed = typeof host.memoryTotalBytes === 'number' && typeof host.memoryAvailableBytes === 'number' ? host.memoryTotalBytes - host.memoryAvailableBytes : undefined;
+  const diskUsed = typeof host.diskTotalBytes === 'number' && typeof host.diskFreeBytes === 'number' ? host.diskTotalBytes - host.diskFreeBytes : undefined;
+  const hostRows = [
+    ['HOST', 'USED', 'TOTAL', ''],
+    ['cpu', pct(host.cpuPercent), `${num(host.cpus)} cores`, `load ${load}`],
+    ['memory', formatBytes(memUsed), formatBytes(host.memoryTotalBytes), `${formatBytes(host.memoryAvailableBytes)} available`],
+    ['disk', formatBytes(diskUsed), formatBytes(host.diskTotalBytes), host.dataDir ? String(host.dataDir) : ''],
+  ];
+  out.push(renderTable(hostRows).trimEnd(), '');
+
+  const engineState = engine.reachable === false ? `unreachable${engine.error ? ': ' + String(engine.error) : ''}` : 'reachable';
+  out.push(`engine    ${String(engine.name ?? 'docker')} (${engineState}): ${num(engine.running)} of ${num(engine.containers)} containers running, ${num(engine.networks)} networks`);
+
+  if (admission) {
+    out.push(
+      `admission ${num(admission.sessions)} of ${num(admission.maxSessions)} sessions, ` +
+        `memory ${formatBytes(admission.reservedMemoryBytes)} of ${formatBytes(admission.capacityMemoryBytes)}, ` +
+        `cpus ${num(admission.reservedCpus)} of ${num(admission.capacityCpus)} reserved`,
+    );
+  }
+  out.push('');
+  if (sessions.length === 0) out.push('no live sessions');
+  else {
+    const rows = sessions.map((s) => [String(s.session ?? '?'), num(s.containers), pct(s.cpuPercent), formatBytes(s.memoryBytes), formatBytes(s.memoryLimitBytes)]);
+    out.push(renderTable([['SESSION', 'CONTAINERS', 'CPU', 'MEMORY', 'LIMIT'], ...rows]).trimEnd());
+  }
+  return out.join('\n') + '\n';
+}
+
+export async function run(argv: string[], io: CliIo): Promise<number> {
+  const { values, positionals } = parseFlags(argv, FLAGS);
+  if (positionals.length) throw new UsageError(`unexpected argument "${positionals[0]}"`);
+  const json = values.json ?? (io.stdout as { isTTY?: boolean }).isTTY !== true;
+  const options = connectionOptions(values, io.env);
+  let client;
+  try {
+    client = await connect({ ...options, client: CLI_CLIENT_NAME });
+    const answer = await client.request('resources', values.fresh ? { fresh: true } : {});
+    io.stdout.write(json ? frameLine(answer) + '\n' : renderResources(answer));
+    return 0;
+  } catch (err) {
+    io.stderr.write(renderError(EdgeechoError.from(err)) + '\n');
+    return 1;
+  } finally {
+    await client?.close();
+  }
+}

@@ -1,0 +1,390 @@
+/**
+ * The dockerode RuntimeDriver. Every object it creates carries io.edgeecho.* labels and an
+ * edgeecho-<session>-<role> name, so the engine itself answers "what is ours" after a restart.
+ */
+import Docker from 'dockerode';
+import type { Logger } from 'pino';
+import { EdgeechoError } from '../../../protocol/errors.js';
+import { silentLogger } from '../../log.js';
+import {
+  LABEL_MANAGED,
+  LABEL_ROLE,
+  LABEL_SESSION,
+  type ContainerRef,
+  type ContainerSpec,
+  type ContainerState,
+  type ContainerUsage,
+  type ManagedObjects,
+  type NetworkRef,
+  type NetworkSpec,
+  type ReadyInfo,
+  type Role,
+  type RuntimeDriver,
+  type RuntimeEvent,
+} from '../driver.js';
+import { dockerMessage, isStatus, mapDockerError } from './errors.js';
+import { readEvents } from './events.js';
+import { demuxAll } from './output.js';
+import { awaitReady, ReadyWatch, type OutputSource } from './readiness.js';
+import { SubnetPool } from './subnets.js';
+
+/** The emulators write nothing but /tmp (the root filesystem is read-only). */
+export const TMPFS_TMP = 'rw,noexec,nosuid,size=16m';
+export const CONTAINER_USER = '1000:1000';
+
+export interface DockerDriverOptions {
+  /** An existing client (tests share one); otherwise one is made for socketPath. */
+  docker?: Docker;
+  socketPath?: string;
+  subnetPool: string;
+  subnetPrefix: number;
+  log?: Logger;
+}
+
+const POOL_OVERLAP = /pool overlaps|overlaps with other one|networks have overlapping/i;
+
+export class DockerDriver implements RuntimeDriver {
+  readonly name = 'docker';
+  readonly docker: Docker;
+  readonly subnets: SubnetPool;
+  private readonly log: Logger;
+  private subnetsLoaded: Promise<void> | null = null;
+  private readonly networkSubnets = new Map<string, string>();
+  /** Output watches opened before start, consumed by waitReady. */
+  private readonly watches = new Map<string, { name: string; watch: ReadyWatch }>();
+
+  constructor(options: DockerDriverOptions) {
+    this.docker = options.docker ?? new Docker({ socketPath: options.socketPath ?? '/var/run/docker.sock' });
+    this.subnets = new SubnetPool(options.subnetPool, options.subnetPrefix);
+    this.log = options.log ?? silentLogger;
+  }
+
+  static fromConfig(config: { dockerSocket: string; subnetPool: string; subnetPrefix: number }, log?: Logger): DockerDriver {
+    return new DockerDriver({ socketPath: config.dockerSocket, subnetPool: config.subnetPool, subnetPrefix: config.subnetPrefix, ...(log ? { log } : {}) });
+  }
+
+  async ping(signal?: AbortSignal): Promise<void> {
+    try {
+      await (this.docker.ping as (opts: object) => Promise<unknown>).call(this.docker, signal ? { abortSignal: signal } : {});
+    } catch (err) {
+      throw mapDockerError(err, 'ping');
+    }
+  }
+
+  /** Marks the subnets of existing networks used, once, before the first allocation. */
+  private loadSubnets(): Promise<void> {
+    this.subnetsLoaded ??= (async () => {
+      let networks: Docker.NetworkInspectInfo[];
+      try {
+        networks = await this.docker.listNetworks();
+      } catch (err) {
+        this.subnetsLoaded = null;
+        throw mapDockerError(err, 'list networks');
+      }
+      for (const network of networks) {
+        for (const config of network.IPAM?.Config ?? []) {
+          if (config.Subnet) {
+            this.subnets.markUsed(config.Subnet);
+            this.networkSubnets.set(network.Id, config.Subnet);
+          }
+        }
+      }
+    })();
+    return this.subnetsLoaded;
+  }
+
+  async createNetwork(spec: NetworkSpec): Promise<NetworkRef> {
+    await this.loadSubnets();
+    // Each overlap marks one more subnet used, so this ends within the pool's size.
+    for (let attempt = 0; attempt <= this.subnets.size; attempt++) {
+      const subnet = this.subnets.allocate();
+      try {
+        const network = await this.docker.createNetwork({
+          Name: spec.name,
+          Driver: 'bridge',
+          CheckDuplicate: true,
+          Labels: { ...spec.labels, [LABEL_MANAGED]: 'true', [LABEL_SESSION]: spec.session },
+          IPAM: { Driver: 'default', Config: [{ Subnet: subnet }] },
+        });
+        this.networkSubnets.set(network.id, subnet);
+        return { id: network.id, name: spec.name, subnet };
+      } catch (err) {
+        if (POOL_OVERLAP.test(dockerMessage(err))) {
+          this.log.debug({ subnet, network: spec.name }, 'subnet taken outside this daemon; trying the next');
+          continue;
+        }
+        this.subnets.release(subnet);
+        throw mapDockerError(err, `create network ${spec.name}`);
+      }
+    }
+    throw new EdgeechoError('RESOURCE_EXHAUSTED', `no subnet of ${this.subnets.pool} could be used for ${spec.name}: every one overlaps an existing network (EDGEECHO_SUBNET_POOL)`);
+  }
+
+  async removeNetwork(id: string): Promise<void> {
+    try {
+      await this.docker.getNetwork(id).remove();
+    } catch (err) {
+      if (!isStatus(err, 404)) throw mapDockerError(err, `remove network ${id}`);
+    }
+    const subnet = this.networkSubnets.get(id);
+    if (subnet) {
+      this.networkSubnets.delete(id);
+      this.subnets.release(subnet);
+    }
+  }
+
+  async createContainer(spec: ContainerSpec): Promise<ContainerRef> {
+    const exposed: Record<string, object> = {};
+    const bindings: Record<string, Array<{ HostIp: string; HostPort: string }>> = {};
+    if (spec.publish) {
+      exposed[`${spec.publish.port}/tcp`] = {};
+      // HostPort "": the engine picks a free port, read back by inspect once started.
+      bindings[`${spec.publish.port}/tcp`] = [{ HostIp: spec.publish.hostIp, HostPort: '' }];
+    }
+    try {
+      const container = await this.docker.createContainer({
+        name: spec.name,
+        Image: spec.image,
+        ...(spec.command ? { Cmd: spec.command } : {}),
+        Env: Object.entries(spec.env).map(([k, v]) => `${k}=${v}`),
+        Labels: { ...spec.labels, [LABEL_MANAGED]: 'true', [LABEL_SESSION]: spec.session, [LABEL_ROLE]: spec.role },
+        User: CONTAINER_USER,
+        ExposedPorts: exposed,
+        AttachStdout: true,
+        AttachStderr: true,
+        HostConfig: {
+          // Node as PID 1 ignores SIGTERM; tini as PID 1 forwards it.
+          Init: true,
+          NetworkMode: spec.network.name,
+          PortBindings: bindings,
+          Privileged: false,
+          CapDrop: ['ALL'],
+          SecurityOpt: ['no-new-privileges'],
+          ReadonlyRootfs: true,
+          Tmpfs: { '/tmp': TMPFS_TMP },
+          Memory: spec.limits.memoryBytes,
+          MemorySwap: spec.limits.memoryBytes,
+          NanoCpus: spec.limits.nanoCpus,
+          PidsLimit: spec.limits.pids,
+          RestartPolicy: { Name: 'no' },
+        },
+        NetworkingConfig: { EndpointsConfig: { [spec.network.name]: { Aliases: spec.aliases } } },
+      });
+      return { id: container.id, name: spec.name, role: spec.role };
+    } catch (err) {
+      throw mapDockerError(err, `create container ${spec.name} from ${spec.image}`);
+    }
+  }
+
+  async startContainer(id: string): Promise<void> {
+    const container = this.docker.getContainer(id);
+    let source: OutputSource;
+    try {
+      // Attached before start, so a ready line printed at once is not missed.
+      source = (await container.attach({ stream: true, stdout: true, stderr: true, logs: true })) as unknown as OutputSource;
+    } catch (err) {
+      throw mapDockerError(err, `attach to container ${id}`);
+    }
+    const watch = new ReadyWatch(source);
+    this.watches.set(id, { name: id, watch });
+    try {
+      await container.start();
+    } catch (err) {
+      watch.close();
+      this.watches.delete(id);
+      if (isStatus(err, 304)) return;
+      throw mapDockerError(err, `start container ${id}`);
+    }
+  }
+
+  async waitReady(id: string, options: { timeoutMs: number; signal?: AbortSignal }): Promise<ReadyInfo> {
+    let entry = this.watches.get(id);
+    if (!entry) {
+      // Not started by this driver (e.g. adopted after a restart): the log replays from the start.
+      try {
+        const stream = await this.docker.getContainer(id).logs({ follow: true, stdout: true, stderr: true });
+        entry = { name: id, watch: new ReadyWatch(stream as unknown as OutputSource) };
+      } catch (err) {
+        throw mapDockerError(err, `follow the output of container ${id}`);
+      }
+    }
+    this.watches.delete(id);
+    return awaitReady(entry.watch, {
+      name: `container ${id.slice(0, 12)}`,
+      timeoutMs: options.timeoutMs,
+      ...(options.signal ? { signal: options.signal } : {}),
+      onEnded: async (stderrTail) => {
+        let state: ContainerState | null = null;
+        try {
+          state = await this.inspectContainer(id);
+        } catch {
+          // removed meanwhile: the stderr tail is all there is
+        }
+        const who = state ? `${state.name} (${state.role ?? 'container'})` : `container ${id.slice(0, 12)}`;
+        const how = state
+          ? state.running
+            ? 'closed its output while running'
+            : `exited with code ${state.exitCode}${state.oomKilled ? ' (killed: out of memory)' : ''}`
+          : 'is gone';
+        return new EdgeechoError(
+          'INTERNAL',
+          `${who} ${how} before printing its ready line${stderrTail.length ? `; last stderr:\n${stderrTail.join('\n')}` : '; no stderr output'}`,
+          { container: state?.name ?? id, exit_code: state?.exitCode ?? null, oom_killed: state?.oomKilled ?? false, stderr: stderrTail },
+        );
+      },
+    });
+  }
+
+  async stopContainer(id: string, timeoutS: number): Promise<void> {
+    try {
+      await this.docker.getContainer(id).stop({ t: timeoutS });
+    } catch (err) {
+      if (isStatus(err, 304)) return;
+      throw mapDockerError(err, `stop container ${id}`);
+    }
+  }
+
+  async removeContainer(id: string): Promise<void> {
+    this.watches.get(id)?.watch.close();
+    this.watches.delete(id);
+    try {
+      await this.docker.getContainer(id).remove({ force: true, v: true });
+    } catch (err) {
+      if (isStatus(err, 404)) return;
+      // "removal of container ... is already in progress"
+      if (isStatus(err, 409) && /already in progress/i.test(dockerMessage(err))) return;
+      throw mapDockerError(err, `remove container ${id}`);
+    }
+  }
+
+  async inspectContainer(id: string): Promise<ContainerState> {
+    let info: Docker.ContainerInspectInfo;
+    try {
+      info = await this.docker.getContainer(id).inspect();
+    } catch (err) {
+      throw mapDockerError(err, `inspect container ${id}`);
+    }
+    const labels = info.Config?.Labels ?? {};
+    const state: ContainerState = {
+      id: info.Id,
+      name: info.Name.replace(/^\//, ''),
+      running: info.State.Running,
+      status: info.State.Status,
+      exitCode: info.State.Running || info.State.Status === 'created' ? null : info.State.ExitCode,
+      oomKilled: info.State.OOMKilled,
+      startedAt: zeroTimeToNull(info.State.StartedAt),
+      finishedAt: zeroTimeToNull(info.State.FinishedAt),
+    };
+    if (labels[LABEL_ROLE]) state.role = labels[LABEL_ROLE] as Role;
+    if (labels[LABEL_SESSION]) state.session = labels[LABEL_SESSION];
+    for (const bindings of Object.values(info.NetworkSettings?.Ports ?? {})) {
+      const binding = bindings?.[0];
+      if (binding?.HostPort) {
+        state.published = { host: binding.HostIp || '0.0.0.0', port: Number(binding.HostPort) };
+        break;
+      }
+    }
+    return state;
+  }
+
+  async logs(id: string, tailLines: number): Promise<string> {
+    try {
+      const raw = (await this.docker.getContainer(id).logs({ stdout: true, stderr: true, tail: tailLines, follow: false })) as unknown as Buffer;
+      const { stdout, stderr } = demuxAll(Buffer.isBuffer(raw) ? raw : Buffer.from(String(raw)));
+      // stdout first: the stats line is the emulator's last stdout line
+      return stderr ? `${stderr.replace(/\n?$/, '\n')}${stdout}` : stdout;
+    } catch (err) {
+      throw mapDockerError(err, `read the logs of container ${id}`);
+    }
+  }
+
+  /** Every labelled container, optionally of one session. */
+  async listContainers(session?: string): Promise<ContainerState[]> {
+    const label = [`${LABEL_MANAGED}=true`];
+    if (session) label.push(`${LABEL_SESSION}=${session}`);
+    let list: Docker.ContainerInfo[];
+    try {
+      list = await this.docker.listContainers({ all: true, filters: { label } });
+    } catch (err) {
+      throw mapDockerError(err, 'list containers');
+    }
+    return list.map((c) => {
+      const exited = /^Exited \((-?\d+)\)/.exec(c.Status);
+      const state: ContainerState = {
+        id: c.Id,
+        name: (c.Names[0] ?? '').replace(/^\//, ''),
+        running: c.State === 'running',
+        status: c.State,
+        exitCode: exited ? Number(exited[1]) : null,
+        oomKilled: false,
+        startedAt: null,
+        finishedAt: null,
+        created: new Date(c.Created * 1000).toISOString(),
+      };
+      if (c.Labels[LABEL_ROLE]) state.role = c.Labels[LABEL_ROLE] as Role;
+      if (c.Labels[LABEL_SESSION]) state.session = c.Labels[LABEL_SESSION];
+      const port = c.Ports.find((p) => p.PublicPort);
+      if (port) state.published = { host: port.IP || '0.0.0.0', port: port.PublicPort };
+      return state;
+    });
+  }
+
+  async listManaged(): Promise<ManagedObjects> {
+    const containers = await this.listContainers();
+    let networks: Docker.NetworkInspectInfo[];
+    try {
+      networks = await this.docker.listNetworks({ filters: { label: [`${LABEL_MANAGED}=true`] } });
+    } catch (err) {
+      throw mapDockerError(err, 'list networks');
+    }
+    return {
+      containers,
+      networks: networks.map((n) => {
+        const network: ManagedObjects['networks'][number] = { id: n.Id, name: n.Name, created: n.Created };
+        const session = n.Labels?.[LABEL_SESSION];
+        if (session) network.session = session;
+        return network;
+      }),
+    };
+  }
+
+  async *events(options: { since?: number; signal: AbortSignal }): AsyncIterable<RuntimeEvent> {
+    const query: Record<string, unknown> = { filters: { label: [`${LABEL_MANAGED}=true`], type: ['container', 'network'] }, abortSignal: options.signal };
+    if (options.since !== undefined) query.since = options.since;
+    let stream: NodeJS.ReadableStream;
+    try {
+      stream = (await this.docker.getEvents(query)) as NodeJS.ReadableStream;
+    } catch (err) {
+      if (options.signal.aborted) return;
+      throw mapDockerError(err, 'follow engine events');
+    }
+    yield* readEvents(stream, options.signal);
+  }
+
+  async stats(id: string): Promise<ContainerUsage> {
+    let s: Docker.ContainerStats;
+    try {
+      s = (await this.docker.getContainer(id).stats({ stream: false })) as Docker.ContainerStats;
+    } catch (err) {
+      throw mapDockerError(err, `stats of container ${id}`);
+    }
+    return usageFromStats(s);
+  }
+}
+
+function zeroTimeToNull(time: string | undefined): string | null {
+  return !time || time.startsWith('0001-01-01') ? null : time;
+}
+
+/** cpu% as `docker stats` computes it: container delta over system delta, times the CPUs online. */
+export function usageFromStats(s: Docker.ContainerStats): ContainerUsage {
+  const cpuDelta = (s.cpu_stats?.cpu_usage?.total_usage ?? 0) - (s.precpu_stats?.cpu_usage?.total_usage ?? 0);
+  const systemDelta = (s.cpu_stats?.system_cpu_usage ?? 0) - (s.precpu_stats?.system_cpu_usage ?? 0);
+  const cpus = s.cpu_stats?.online_cpus || s.cpu_stats?.cpu_usage?.percpu_usage?.length || 1;
+  const cpuPercent = systemDelta > 0 && cpuDelta > 0 ? (cpuDelta / systemDelta) * cpus * 100 : 0;
+  const stats = (s.memory_stats?.stats ?? {}) as Record<string, number>;
+  // cache (cgroup v1) / inactive_file (v2) is reclaimable and not counted, as docker stats does
+  const cache = stats.inactive_file ?? stats.total_inactive_file ?? stats.cache ?? 0;
+  const usage = Math.max(0, (s.memory_stats?.usage ?? 0) - cache);
+  return { cpuPercent: Math.round(cpuPercent * 100) / 100, memoryBytes: usage, memoryLimitBytes: s.memory_stats?.limit ?? 0 };
+}

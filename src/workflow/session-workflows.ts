@@ -1,0 +1,198 @@
+/**
+ * The plain and segmented session workflows as engine steps. Plain: admit, network, probe (create, start,
+ * ready -> probe details), stream (create, start, ready), location. Segmented adds the segmentation server.
+ * Every container is created at once; starts follow the data path (probe, stream, segmentation), each issued as
+ * soon as the one upstream is started: the emulators retry their upstream connection, so waiting for the
+ * upstream's ready line before starting would only add its start-up time to the session's.
+ */
+import type { Config } from '../config.js';
+import {
+  LABEL_MANAGED,
+  LABEL_ROLE,
+  LABEL_SESSION,
+  type ContainerRef,
+  type NetworkRef,
+  type ReadyInfo,
+  type Role,
+  type RuntimeDriver,
+} from '../runtime/driver.js';
+import type { NewSession, SessionMode } from '../sessions/types.js';
+import type { Step } from './engine.js';
+
+export const PROBE_PORT = 7000;
+export const STREAM_PORT = 7100;
+
+export interface Reservation {
+  release(): void;
+}
+
+/** Reserves capacity for a session's containers; throws EdgeechoError RESOURCE_EXHAUSTED to refuse. */
+export type Admit = (session: string, roles: readonly Role[]) => Reservation | Promise<Reservation>;
+
+export type SessionWorkflowConfig = Pick<
+  Config,
+  'imageProbe' | 'imageStream' | 'imageSegmentation' | 'publishHost' | 'limitsProbe' | 'limitsStream' | 'limitsSegmentation' | 'readyTimeoutMs' | 'plainGraceMs'
+>;
+
+export interface SessionWorkflowDeps {
+  driver: RuntimeDriver;
+  config: SessionWorkflowConfig;
+  admit: Admit;
+  /** Extra labels on every object (tests mark theirs with io.edgeecho.test). */
+  labels?: Record<string, string>;
+  /** Called as objects come into being, so the record knows them even if the daemon dies mid-create. */
+  onNetwork?: (network: NetworkRef) => void;
+  onContainer?: (container: ContainerRef) => void;
+  /**
+   * When each container starts: 'parallel' (default) as soon as it exists; 'after-start' once the upstream's start
+   * returned; 'after-ready' once the upstream printed its ready line.
+   */
+  startOrder?: 'parallel' | 'after-start' | 'after-ready';
+}
+
+export function rolesOf(mode: SessionMode): Role[] {
+  return mode === 'segmented' ? ['probe', 'stream', 'segmentation'] : ['probe', 'stream'];
+}
+
+export function objectName(session: string, what: Role | 'net'): string {
+  return `edgeecho-${session}-${what}`;
+}
+
+export interface Location {
+  host: string;
+  port: number;
+}
+
+/** Step names, shared with the op that reads the values. */
+export const STEP = {
+  admit: 'admit',
+  network: 'network',
+  create: (role: Role) => `create ${role}`,
+  start: (role: Role) => `start ${role}`,
+  ready: (role: Role) => `ready ${role}`,
+  location: 'location',
+} as const;
+
+function envFor(role: Role, session: NewSession, config: SessionWorkflowConfig): Record<string, string> {
+  switch (role) {
+    case 'probe':
+      return {
+        PROBE_PORT: String(PROBE_PORT),
+        PROBE_ID: session.id,
+        PROBE_COUNT: String(session.count),
+        PROBE_PAYLOAD_BYTES: String(session.payloadBytes),
+        PROBE_RATE: String(session.rate ?? 0),
+      };
+    case 'stream':
+      return {
+        PROBE_HOST: 'probe',
+        PROBE_PORT: String(PROBE_PORT),
+        STREAM_PORT: String(STREAM_PORT),
+        STREAM_MODE: session.mode,
+        STREAM_GRACE_MS: String(config.plainGraceMs),
+      };
+    case 'segmentation':
+      return { STREAM_HOST: 'stream', STREAM_PORT: String(STREAM_PORT) };
+  }
+}
+
+function imageOf(role: Role, config: SessionWorkflowConfig): string {
+  return role === 'probe' ? config.imageProbe : role === 'stream' ? config.imageStream : config.imageSegmentation;
+}
+
+function limitsOf(role: Role, config: SessionWorkflowConfig) {
+  return role === 'probe' ? config.limitsProbe : role === 'stream' ? config.limitsStream : config.limitsSegmentation;
+}
+
+export function sessionSteps(session: NewSession, deps: SessionWorkflowDeps): Step<any>[] {
+  const { driver, config } = deps;
+  const roles = rolesOf(session.mode);
+  const labels = { ...deps.labels, [LABEL_MANAGED]: 'true', [LABEL_SESSION]: session.id };
+  const startOrder = deps.startOrder ?? 'parallel';
+
+  const steps: Step<any>[] = [
+    {
+      name: STEP.admit,
+      run: async () => deps.admit(session.id, roles),
+      details: () => ({ roles }),
+      undo: { name: 'release admission', run: async (reservation: Reservation) => reservation.release() },
+    } satisfies Step<Reservation>,
+    {
+      name: STEP.network,
+      after: [STEP.admit],
+      run: async () => {
+        const network = await driver.createNetwork({ session: session.id, name: objectName(session.id, 'net'), labels });
+        deps.onNetwork?.(network);
+        return network;
+      },
+      details: (network) => ({ network: network.name, subnet: network.subnet }),
+      undo: { name: 'remove network', run: (network) => driver.removeNetwork(network.id) },
+    } satisfies Step<NetworkRef>,
+  ];
+
+  roles.forEach((role, index) => {
+    const upstream = index > 0 ? roles[index - 1]! : null;
+    steps.push(
+      {
+        name: STEP.create(role),
+        after: [STEP.network],
+        // No signal: a create aborted mid-flight may still happen on the engine, unrecorded; it is cheap, so
+        // it is let finish and then undone like any other.
+        run: async (ctx) => {
+          const container = await driver.createContainer({
+            session: session.id,
+            role,
+            name: objectName(session.id, role),
+            image: imageOf(role, config),
+            network: ctx.result<NetworkRef>(STEP.network),
+            aliases: [role],
+            env: envFor(role, session, config),
+            labels: { ...labels, [LABEL_ROLE]: role },
+            ...(role === 'stream' ? { publish: { port: STREAM_PORT, hostIp: config.publishHost } } : {}),
+            limits: limitsOf(role, config),
+          });
+          deps.onContainer?.(container);
+          return container;
+        },
+        details: (c) => ({ container: c.name, id: c.id.slice(0, 12) }),
+        undo: { name: `remove ${role}`, run: (c) => driver.removeContainer(c.id) },
+      } satisfies Step<ContainerRef>,
+      {
+        name: STEP.start(role),
+        after: [STEP.create(role), ...(upstream && startOrder !== 'parallel' ? [startOrder === 'after-ready' ? STEP.ready(upstream) : STEP.start(upstream)] : [])],
+        run: (ctx) => driver.startContainer(ctx.result<ContainerRef>(STEP.create(role)).id),
+      } satisfies Step<void>,
+      {
+        name: STEP.ready(role),
+        after: [STEP.start(role), ...(upstream ? [STEP.ready(upstream)] : [])],
+        run: (ctx) => driver.waitReady(ctx.result<ContainerRef>(STEP.create(role)).id, { timeoutMs: config.readyTimeoutMs, signal: ctx.signal }),
+        details: (info) => readyDetails(role, info),
+      } satisfies Step<ReadyInfo>,
+    );
+  });
+
+  steps.push({
+    name: STEP.location,
+    after: [STEP.ready('stream')],
+    run: async (ctx) => {
+      const stream = ctx.result<ContainerRef>(STEP.create('stream'));
+      const state = await driver.inspectContainer(stream.id);
+      if (!state.published) {
+        throw new Error(`stream server ${stream.name} has no published port after start; expected ${STREAM_PORT}/tcp on ${config.publishHost} (EDGEECHO_PUBLISH_HOST)`);
+      }
+      const host = state.published.host === '0.0.0.0' || state.published.host === '::' || !state.published.host ? config.publishHost : state.published.host;
+      return { host, port: state.published.port };
+    },
+    details: (location) => ({ location }),
+  } satisfies Step<Location>);
+  return steps;
+}
+
+function readyDetails(role: Role, info: ReadyInfo): Record<string, unknown> {
+  if (role === 'probe') {
+    const { event: _event, role: _role, ...probe } = info;
+    return { probe };
+  }
+  const { event: _event, role: _role, ...rest } = info;
+  return rest;
+}

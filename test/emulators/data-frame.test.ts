@@ -1,0 +1,48 @@
+/** The probe's fixed data-frame layout is standard msgpack, and its fast checksum is plain CRC-32. */
+import { crc32 } from 'node:zlib';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { FrameDecoder, encodeFrame } from '../../protocol/codec.js';
+import { DataFrameEncoder, peekSeq, readDataFrame, type DataFrame } from '../../emulators/data-frame.js';
+
+for (const size of [0, 3, 64, 300, 70_000]) {
+  test(`payload ${size} bytes: frames decode with the codec and the checksum is CRC-32 of the payloads`, () => {
+    const enc = new DataFrameEncoder(size);
+    const batch = Buffer.concat([enc.batch(0, 5, 1_700_000_000_123), enc.batch(5, 3, 1_700_000_000_456)]);
+    const frames = new FrameDecoder(1 << 20).push(batch);
+    assert.is(frames.length, 8);
+    let crc = 0;
+    frames.forEach((f, i) => {
+      assert.ok(f.ok);
+      const v = f.value as { type: string; seq: number; ts: unknown; payload: Uint8Array };
+      assert.is(v.type, 'data');
+      assert.is(v.seq, i);
+      assert.is(Number(v.ts), i < 5 ? 1_700_000_000_123 : 1_700_000_000_456);
+      assert.is(v.payload.length, size);
+      crc = crc32(v.payload, crc);
+    });
+    assert.is(enc.checksum, crc);
+  });
+}
+
+test('readDataFrame: the fast layout in place, and a data frame in another key order through the codec', () => {
+  const enc = new DataFrameEncoder(16);
+  const frame = enc.batch(41, 1, 1000);
+  const out: DataFrame = { seq: 0, ts: 0, body: Buffer.alloc(0), payloadStart: 0, payloadEnd: 0 };
+  assert.ok(readDataFrame(frame, 4, frame.length - 4, out));
+  assert.is(out.seq, 41);
+  assert.is(out.ts, 1000);
+  assert.is(out.payloadEnd - out.payloadStart, 16);
+  assert.is(peekSeq(frame, 4, frame.length - 4), 41);
+
+  const other = encodeFrame({ seq: 7, payload: Buffer.from('abc'), type: 'data', ts: 5 });
+  assert.is(peekSeq(other, 4, other.length - 4), -1, 'another layout is not peeked');
+  assert.ok(readDataFrame(other, 4, other.length - 4, out));
+  assert.is(out.seq, 7);
+  assert.is(out.body.subarray(out.payloadStart, out.payloadEnd).toString(), 'abc');
+
+  const end = encodeFrame({ type: 'end', count: 1, checksum: 2 });
+  assert.not.ok(readDataFrame(end, 4, end.length - 4, out));
+});
+
+test.run();

@@ -1,0 +1,316 @@
+/**
+ * Sessions end to end on the real engine: session ops with a DockerDriver and the emulator images.
+ * Everything created carries io.edgeecho.test=workflow and is removed by session label in finally blocks.
+ */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { connect } from 'node:net';
+import type Docker from 'dockerode';
+import { dockerOrSkip } from '../support/docker.js';
+import { callOp, opContext } from '../support/op-context.js';
+import { loadConfig, type Config } from '../../src/config.js';
+import { silentLogger } from '../../src/log.js';
+import { DockerDriver } from '../../src/runtime/docker/driver.js';
+import { ensureEmulatorImages } from '../../src/runtime/docker/images.js';
+import { LABEL_SESSION } from '../../src/runtime/driver.js';
+import { SessionBus } from '../../src/sessions/events.js';
+import { openSessionStore } from '../../src/sessions/sqlite-store.js';
+import { finishSession } from '../../src/sessions/teardown.js';
+import type { SessionStore } from '../../src/sessions/types.js';
+import { sessionOps, type SessionOpsDeps } from '../../src/ops/session-ops.js';
+import { FrameDecoder, encodeFrame } from '../../protocol/codec.js';
+import { EdgeechoError } from '../../protocol/errors.js';
+import { Daemon } from '../../src/daemon/daemon.js';
+import { OpRegistry } from '../../src/daemon/op-registry.js';
+import { connect as connectClient } from '../../src/client/client.js';
+import type { StatusFrame } from '../../protocol/messages.js';
+
+const TEST_LABELS = { 'io.edgeecho.test': 'workflow' };
+const docker = await dockerOrSkip('integration/sessions');
+
+/** Removes everything of these sessions by label, whatever state the test left. */
+export async function removeSessions(docker: Docker, ids: Iterable<string>): Promise<void> {
+  for (const id of ids) {
+    const filters = { label: [`${LABEL_SESSION}=${id}`] };
+    for (const c of await docker.listContainers({ all: true, filters })) await docker.getContainer(c.Id).remove({ force: true }).catch(() => {});
+    for (const n of await docker.listNetworks({ filters })) await docker.getNetwork(n.Id).remove().catch(() => {});
+  }
+}
+
+async function leftovers(docker: Docker, id: string): Promise<number> {
+  const filters = { label: [`${LABEL_SESSION}=${id}`] };
+  return (await docker.listContainers({ all: true, filters })).length + (await docker.listNetworks({ filters })).length;
+}
+
+/** Consumes a plain stream at `location`: details first, then every data frame in order, then acks the end. */
+function consume(location: { host: string; port: number }, expected: number, timeoutMs = 60_000): Promise<{ frames: number; details: Record<string, unknown> }> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(location.port, location.host);
+    const decoder = new FrameDecoder(4 * 1024 * 1024);
+    let details: Record<string, unknown> | null = null;
+    let next = 0;
+    const timer = setTimeout(() => fail(new Error(`consumer got ${next}/${expected} frames within ${timeoutMs} ms`)), timeoutMs);
+    const fail = (err: Error): void => {
+      clearTimeout(timer);
+      socket.destroy();
+      reject(err);
+    };
+    socket.on('error', fail);
+    socket.on('data', (chunk: Buffer) => {
+      for (const f of decoder.push(chunk)) {
+        if (!f.ok) return fail(f.error);
+        const v = f.value as Record<string, unknown>;
+        if (v.type === 'details') details = v;
+        else if (v.type === 'data') {
+          if (!details) return fail(new Error('data before details'));
+          if (v.seq !== next) return fail(new Error(`expected seq ${next}, got ${String(v.seq)}`));
+          next++;
+        } else if (v.type === 'end') {
+          socket.write(encodeFrame({ type: 'ack', count: next }));
+          clearTimeout(timer);
+          socket.end();
+          resolve({ frames: next, details: details ?? {} });
+        }
+      }
+    });
+  });
+}
+
+async function waitExited(docker: Docker, ids: string[]): Promise<void> {
+  await Promise.all(ids.map((id) => docker.getContainer(id).wait()));
+}
+
+if (docker) {
+  const { config } = loadConfig({ env: { EDGEECHO_READY_TIMEOUT_MS: '20000', EDGEECHO_PLAIN_GRACE_MS: '20000', EDGEECHO_STOP_TIMEOUT_S: '2' } });
+  await ensureEmulatorImages(docker, { config, log: silentLogger });
+  const driver = new DockerDriver({ docker, subnetPool: config.subnetPool, subnetPrefix: config.subnetPrefix });
+  const created = new Set<string>();
+
+  function setup(overrides: Partial<Config> = {}, admit?: SessionOpsDeps['admit']) {
+    const store: SessionStore = openSessionStore(':memory:');
+    const bus = new SessionBus();
+    const deps: SessionOpsDeps = {
+      driver,
+      store,
+      bus,
+      config: { ...config, ...overrides },
+      log: silentLogger,
+      admit: admit ?? (() => ({ release() {} })),
+      labels: TEST_LABELS,
+    };
+    return { ops: sessionOps(deps), store, bus, deps };
+  }
+
+  /** Remembers the session id from the first status frame, so cleanup finds it even when create fails. */
+  function tracked() {
+    const ctx = opContext();
+    const status = ctx.status;
+    ctx.status = (fields) => {
+      if (typeof fields.session === 'string') created.add(fields.session);
+      status(fields);
+    };
+    return ctx;
+  }
+
+  test('plain: 100,000 frames reach a client at the location, in order', async () => {
+    const { ops, store, bus, deps } = setup();
+    try {
+      const ctx = tracked();
+      const result = await callOp(ops, 'session.create', { mode: 'plain', count: 100_000, payload_bytes: 64 }, ctx);
+      assert.match(result.id, /^[a-z2-7]{10}$/);
+      assert.is(result.location.host, '127.0.0.1');
+      assert.ok(result.location.port > 0);
+      assert.equal(result.containers.map((c: { role: string }) => c.role), ['probe', 'stream']);
+      assert.is(result.probe.count, 100_000);
+      const steps = ctx.statuses.filter((s) => s.state === 'done').map((s) => s.step);
+      for (const step of ['admit', 'network', 'create probe', 'start probe', 'ready probe', 'create stream', 'start stream', 'ready stream', 'location']) {
+        assert.ok(steps.includes(step), `step ${step} done`);
+      }
+      assert.is(store.get(result.id)?.state, 'ready');
+      const got = await consume(result.location, 100_000);
+      assert.is(got.frames, 100_000);
+      assert.is(got.details.count, 100_000);
+      await waitExited(docker, result.containers.map((c: { id: string }) => c.id));
+      const final = await finishSession({ ...deps, config: deps.config }, result.id);
+      assert.is(final.state, 'completed', JSON.stringify(final.error));
+      const probe = final.containers.find((c) => c.role === 'probe');
+      assert.is(probe?.exitCode, 0);
+      assert.is(probe?.stats?.frames, 100_000);
+      assert.is(await leftovers(docker, result.id), 0);
+      void bus;
+    } finally {
+      await removeSessions(docker, created);
+    }
+  });
+
+  test('segmented: the segmentation server reports 0 lost; watch ends with the final stats', async () => {
+    const { ops, deps } = setup();
+    try {
+      const result = await callOp(ops, 'session.create', { mode: 'segmented', count: 20_000 }, tracked());
+      assert.equal(result.containers.map((c: { role: string }) => c.role), ['probe', 'stream', 'segmentation']);
+      const watchCtx = opContext(2);
+      const watching = callOp(ops, 'session.watch', { id: result.id }, watchCtx);
+      await waitExited(docker, result.containers.map((c: { id: string }) => c.id));
+      await finishSession(deps, result.id);
+      const final = await watching;
+      assert.is(final.state, 'completed', JSON.stringify(final.error));
+      const seg = final.containers.find((c: { role: string }) => c.role === 'segmentation');
+      assert.is(seg.exit_code, 0);
+      assert.is(seg.stats.lost, 0);
+      assert.is(seg.stats.frames, 20_000);
+      assert.ok(watchCtx.statuses.some((s) => s.state === 'completed'));
+    } finally {
+      await removeSessions(docker, created);
+    }
+  });
+
+  async function expectRollback(ops: ReturnType<typeof setup>['ops'], store: SessionStore, args: Record<string, unknown>, code: string, ctx = tracked()): Promise<string> {
+    const before = new Set(created);
+    const err = await callOp(ops, 'session.create', args, ctx).then(
+      () => null,
+      (e: EdgeechoError) => e,
+    );
+    assert.ok(err, 'create must fail');
+    assert.is(err!.code, code, err!.message);
+    const id = [...created].find((s) => !before.has(s))!;
+    assert.ok(id, 'a session id was reported');
+    assert.is(await leftovers(docker!, id), 0, 'no labelled container or network is left');
+    assert.ok(ctx.statuses.some((s) => String(s.step).startsWith('rollback:')), 'rollback is reported');
+    assert.ok(['failed', 'stopped'].includes(store.get(id)!.state));
+    return id;
+  }
+
+  test('a missing image rolls back', async () => {
+    const { ops, store } = setup({ imageStream: 'edgeecho/does-not-exist:0' });
+    try {
+      await expectRollback(ops, store, { mode: 'plain', count: 10 }, 'NOT_FOUND');
+    } finally {
+      await removeSessions(docker, created);
+    }
+  });
+
+  test('a container that exits before ready rolls back, with its stderr in the error', async () => {
+    // PROBE_PORT comes from the workflow; a count the probe refuses would be caught by validation, so the probe
+    // is made to fail by a memory limit too small for node.
+    const { ops, store } = setup({ limitsProbe: { memoryBytes: 6 * 1024 * 1024, nanoCpus: 500_000_000, pids: 64 } });
+    try {
+      const ctx = tracked();
+      await expectRollback(ops, store, { mode: 'plain', count: 10 }, 'INTERNAL', ctx);
+      const failed = ctx.statuses.find((s) => s.state === 'failed' && s.step === 'ready probe');
+      assert.ok(failed, JSON.stringify(ctx.statuses.filter((s) => s.state === 'failed')));
+      assert.match(String((failed!.error as { message: string }).message), /exited with code|killed/);
+    } finally {
+      await removeSessions(docker, created);
+    }
+  });
+
+  test('cancel mid-create rolls back', async () => {
+    const { ops, store } = setup();
+    try {
+      const ctx = tracked();
+      const origin = ctx.status;
+      ctx.status = (fields) => {
+        origin(fields);
+        if (fields.step === 'start probe' && fields.state === 'done') ctx.controller.abort();
+      };
+      await expectRollback(ops, store, { mode: 'plain', count: 10 }, 'CANCELLED', ctx);
+    } finally {
+      await removeSessions(docker, created);
+    }
+  });
+
+  test('a name conflict on create rolls back without touching the other container', async () => {
+    let squatter: Docker.Container | null = null;
+    // Admission runs before any create: the squatter takes the stream's name there.
+    const { ops, store } = setup({}, async (session) => {
+      squatter = await docker.createContainer({
+        name: `edgeecho-${session}-stream`,
+        Image: config.imageProbe,
+        Labels: { ...TEST_LABELS, 'io.edgeecho.managed': 'true', 'io.edgeecho.squatter': 'true' },
+      });
+      return { release() {} };
+    });
+    try {
+      const ctx = tracked();
+      await callOp(ops, 'session.create', { mode: 'plain', count: 10 }, ctx).then(
+        () => assert.unreachable('create must fail'),
+        (e: EdgeechoError) => assert.is(e.code, 'CONFLICT', e.message),
+      );
+      const id = String(ctx.statuses[0]!.session);
+      assert.ok(squatter, 'the squatter container was made');
+      assert.ok(await (squatter as unknown as Docker.Container).inspect(), 'the conflicting container is not ours to remove');
+      await (squatter as unknown as Docker.Container).remove({ force: true });
+      squatter = null;
+      assert.is(await leftovers(docker, id), 0, 'no labelled container or network is left');
+      assert.ok(ctx.statuses.some((s) => s.step === 'rollback:remove probe' && s.state === 'done'));
+      assert.is(store.get(id)!.state, 'failed');
+    } finally {
+      if (squatter) await (squatter as Docker.Container).remove({ force: true }).catch(() => {});
+      await removeSessions(docker, created);
+    }
+  });
+
+  test('five sessions created concurrently are all ready on distinct ports and subnets', async () => {
+    const { ops } = setup();
+    try {
+      const results = await Promise.all(Array.from({ length: 5 }, () => callOp(ops, 'session.create', { mode: 'plain', count: 10 }, tracked())));
+      assert.is(new Set(results.map((r) => r.location.port)).size, 5);
+      assert.is(new Set(results.map((r) => r.network.subnet)).size, 5);
+      for (const r of results) assert.is((await driver.inspectContainer(r.containers[1].id)).running, true);
+      const stopped = await Promise.all(results.map((r) => callOp(ops, 'session.stop', { id: r.id }, opContext())));
+      for (const s of stopped) assert.is(s.state, 'stopped');
+      for (const r of results) assert.is(await leftovers(docker, r.id), 0);
+    } finally {
+      await removeSessions(docker, created);
+    }
+  });
+
+  test('through a real daemon over TCP: status frames, result, and a create that survives its client disconnecting', async () => {
+    const { ops, store } = setup();
+    const registry = new OpRegistry();
+    for (const op of ops) registry.register(op);
+    const daemon = new Daemon({ config: { ...config, host: '127.0.0.1', port: 0, tcp: true, socket: '' }, registry, log: silentLogger });
+    const ids: string[] = [];
+    try {
+      const { tcp } = await daemon.listen();
+      const client = await connectClient({ host: tcp!.host, port: tcp!.port });
+      const frames: StatusFrame[] = [];
+      try {
+        const result = await client.request<{ id: string; location: { port: number } }>('session.create', { mode: 'plain', count: 10 }, { onStatus: (f) => frames.push(f) });
+        ids.push(result.id);
+        created.add(result.id);
+        assert.ok(result.location.port > 0);
+        assert.ok(frames.some((f) => f.step === 'ready stream' && f.state === 'done'));
+        const stopped = await client.request<{ state: string }>('session.stop', { id: result.id });
+        assert.is(stopped.state, 'stopped');
+      } finally {
+        await client.close();
+      }
+      // A second client disconnects as soon as the network exists: the create goes on (detached).
+      const leaving = await connectClient({ host: tcp!.host, port: tcp!.port });
+      let id = '';
+      const gone = leaving
+        .request('session.create', { mode: 'plain', count: 10 }, {
+          onStatus: (f) => {
+            if (typeof f.session === 'string') {
+              id = f.session;
+              created.add(id);
+            }
+            if (f.step === 'network' && f.state === 'done') leaving.destroy();
+          },
+        })
+        .catch((e: EdgeechoError) => e);
+      assert.instance(await gone, EdgeechoError);
+      assert.ok(id, 'the session id came in a status frame');
+      const deadline = Date.now() + 20_000;
+      while (store.get(id)?.state === 'creating' && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      assert.is(store.get(id)?.state, 'ready');
+      ids.push(id);
+    } finally {
+      await daemon.shutdown();
+      await removeSessions(docker, created);
+    }
+  });
+}
+
+test.run();

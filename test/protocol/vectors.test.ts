@@ -1,0 +1,50 @@
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { readFileSync } from 'node:fs';
+import { encodeFrame, FrameDecoder, FrameSplitter } from '../../protocol/codec.js';
+import { EdgeechoError } from '../../protocol/errors.js';
+
+const dir = new URL('../../protocol/vectors/', import.meta.url);
+const frames = JSON.parse(readFileSync(new URL('frames.json', dir), 'utf8')) as Array<{ name: string; json: unknown; hex: string }>;
+const invalid = JSON.parse(readFileSync(new URL('invalid.json', dir), 'utf8')) as Array<{ name: string; hex: string; error: string; fatal: boolean }>;
+
+test('there are vectors for every frame kind', () => {
+  assert.ok(frames.length >= 10);
+  for (const kind of ['result', 'error', 'status', 'event', 'hello']) assert.ok(frames.some((f) => (f.json as { kind?: string }).kind === kind), kind);
+});
+
+for (const v of frames) {
+  test(`encode: ${v.name}`, () => {
+    assert.is(encodeFrame(v.json).toString('hex'), v.hex);
+  });
+  test(`decode: ${v.name}`, () => {
+    const out = new FrameDecoder().push(Buffer.from(v.hex, 'hex'));
+    assert.is(out.length, 1);
+    assert.ok(out[0]!.ok);
+    assert.equal(out[0]!.ok && out[0]!.value, v.json);
+  });
+}
+
+for (const v of invalid) {
+  test(`invalid: ${v.name} -> ${v.error}${v.fatal ? ' (fatal)' : ''}`, () => {
+    const bytes = Buffer.from(v.hex, 'hex');
+    if (v.fatal) {
+      const s = new FrameSplitter();
+      try {
+        s.push(bytes);
+        assert.unreachable('accepted');
+      } catch (err) {
+        assert.instance(err, EdgeechoError);
+        assert.is((err as EdgeechoError).code, v.error);
+      }
+      assert.throws(() => s.push(Buffer.from([0])), 'a failed splitter refuses further input');
+    } else {
+      const out = new FrameDecoder().push(bytes);
+      assert.is(out.length, 1);
+      assert.not.ok(out[0]!.ok);
+      assert.is(!out[0]!.ok && out[0]!.error.code, v.error);
+    }
+  });
+}
+
+test.run();

@@ -1,0 +1,171 @@
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { FinishOnce, Reaper, teardownFinish } from '../../src/sessions/reaper.js';
+import { openSessionStore } from '../../src/sessions/sqlite-store.js';
+import { SessionBus } from '../../src/sessions/events.js';
+import { silentLogger } from '../../src/log.js';
+import type { RuntimeDriver, RuntimeEvent } from '../../src/runtime/driver.js';
+import { FakeRuntime, fakeFinish, readySession, tick, until } from './fake-runtime.js';
+
+function setup(options: { owns?: (s: string) => boolean; sleeps?: number[]; driver?: Pick<RuntimeDriver, 'events' | 'inspectContainer'> } = {}) {
+  const runtime = new FakeRuntime();
+  const store = openSessionStore(':memory:');
+  const finish = fakeFinish(runtime, store);
+  const finisher = new FinishOnce(finish.fn);
+  const sleeps = options.sleeps ?? [];
+  const reaper = new Reaper({
+    driver: options.driver ?? runtime,
+    store,
+    finisher,
+    log: silentLogger,
+    backoff: { initialMs: 100, maxMs: 400 },
+    sleep: async (ms) => void sleeps.push(ms),
+    nowS: () => 1_000,
+    nowMs: () => 0,
+    ...(options.owns ? { owns: options.owns } : {}),
+  });
+  return { runtime, store, finish, finisher, reaper, sleeps, [Symbol.asyncDispose]: async () => (await reaper.stop(), store.close()) };
+}
+
+test('a ready session is finished when its last container dies, not before', async () => {
+  await using t = setup();
+  readySession(t.store, 's1', ['probe', 'stream', 'segmentation']);
+  t.runtime.addContainer('s1', 'probe', false);
+  t.runtime.addContainer('s1', 'stream');
+  t.runtime.addContainer('s1', 'segmentation');
+  t.reaper.start();
+  await t.runtime.subscribed(1);
+  assert.equal(t.runtime.subscriptions[0], { since: 999 });
+  t.runtime.exit('s1-stream');
+  await until(() => t.reaper.stats.events === 1);
+  for (let i = 0; i < 5; i++) await tick();
+  assert.is(t.finish.calls.length, 0);
+  assert.is(t.store.get('s1')!.state, 'ready');
+  t.runtime.exit('s1-segmentation', 3);
+  await until(() => t.store.get('s1')!.state === 'completed');
+  assert.equal(t.finish.calls, [{ id: 's1', request: { cause: 'exited' } }]);
+  assert.is(t.runtime.containers.size, 0);
+});
+
+test('exits during create, of sessions not owned, and of unknown sessions are ignored', async () => {
+  await using t = setup({ owns: (s) => s !== 'theirs' });
+  t.store.create({ id: 'creating', mode: 'plain', count: 1, payloadBytes: 1, rate: null });
+  t.store.putContainer('creating', { id: 'creating-probe', name: 'p', role: 'probe', startedAt: null, finishedAt: null, exitCode: null, stats: null });
+  t.runtime.addContainer('creating', 'probe');
+  readySession(t.store, 'theirs', ['stream']);
+  t.runtime.addContainer('theirs', 'stream');
+  t.runtime.addContainer('ghost', 'stream');
+  t.reaper.start();
+  await t.runtime.subscribed(1);
+  t.runtime.exit('creating-probe');
+  t.runtime.exit('theirs-stream');
+  t.runtime.exit('ghost-stream');
+  await until(() => t.reaper.stats.events === 3);
+  for (let i = 0; i < 10; i++) await tick();
+  assert.is(t.finish.calls.length, 0);
+  assert.is(t.store.get('creating')!.state, 'creating');
+  assert.is(t.store.get('theirs')!.state, 'ready');
+});
+
+test('a burst of exit events finishes the session once', async () => {
+  await using t = setup();
+  readySession(t.store, 's1', ['probe', 'stream']);
+  t.runtime.addContainer('s1', 'probe');
+  t.runtime.addContainer('s1', 'stream');
+  t.reaper.start();
+  await t.runtime.subscribed(1);
+  t.runtime.exit('s1-probe');
+  t.runtime.exit('s1-stream');
+  t.runtime.emit({ type: 'container', action: 'destroy', id: 's1-probe', session: 's1', timeNano: 2e12 });
+  t.runtime.emit({ type: 'container', action: 'oom', id: 's1-stream', session: 's1', timeNano: 2e12 });
+  await until(() => t.store.get('s1')!.state === 'completed');
+  await t.finisher.idle();
+  for (let i = 0; i < 5; i++) await tick();
+  assert.is(t.finish.calls.length, 1);
+});
+
+test('a broken stream reconnects after backoff from the last event seen and catches up exits it missed', async () => {
+  await using t = setup();
+  readySession(t.store, 'early', ['stream']);
+  t.runtime.addContainer('early', 'stream');
+  readySession(t.store, 'gap', ['stream']);
+  t.runtime.addContainer('gap', 'stream');
+  t.reaper.start();
+  await t.runtime.subscribed(1);
+  t.runtime.emit({ type: 'container', action: 'start', id: 'x', timeNano: 1_234_500_000_000 });
+  await until(() => t.reaper.stats.events === 1);
+  t.runtime.breakStreams();
+  t.runtime.exit('gap-stream', 0, true); // exits while nobody listens: no event will ever say so
+  await t.runtime.subscribed(2);
+  assert.equal(t.runtime.subscriptions[1], { since: 1_233 });
+  assert.equal(t.sleeps, [100]);
+  await until(() => t.store.get('gap')!.state === 'completed');
+  assert.is(t.store.get('early')!.state, 'ready');
+  t.runtime.exit('early-stream');
+  await until(() => t.store.get('early')!.state === 'completed');
+  assert.is(t.reaper.stats.streamErrors, 1);
+});
+
+test('backoff doubles while the runtime stays down, caps at the maximum and resets once it answers', async () => {
+  const runtime = new FakeRuntime();
+  let failures = 4;
+  const driver = {
+    inspectContainer: runtime.inspectContainer.bind(runtime),
+    events(options: { since?: number; signal: AbortSignal }): AsyncIterable<RuntimeEvent> {
+      if (failures > 0) {
+        failures--;
+        return {
+          [Symbol.asyncIterator]: () => ({ next: () => Promise.reject(new Error('connect ECONNREFUSED /var/run/docker.sock')) }),
+        };
+      }
+      return runtime.events(options);
+    },
+  };
+  await using t = setup({ driver });
+  t.reaper.start();
+  await t.runtime.subscribed(0);
+  await until(() => runtime.openStreams === 1);
+  assert.equal(t.sleeps, [100, 200, 400, 400]);
+  runtime.emit({ type: 'container', action: 'start', id: 'x', timeNano: 5e12 });
+  await until(() => t.reaper.stats.events === 1);
+  runtime.breakStreams();
+  await until(() => t.sleeps.length === 5);
+  assert.is(t.sleeps[4], 100);
+});
+
+test('stop ends the event subscription and leaves sessions alone', async () => {
+  await using t = setup();
+  readySession(t.store, 's1', ['stream']);
+  t.runtime.addContainer('s1', 'stream');
+  t.reaper.start();
+  await t.runtime.subscribed(1);
+  await t.reaper.stop();
+  assert.is(t.runtime.openStreams, 0);
+  t.runtime.exit('s1-stream');
+  for (let i = 0; i < 5; i++) await tick();
+  assert.is(t.store.get('s1')!.state, 'ready');
+});
+
+test('teardownFinish maps requests onto teardown outcomes', async () => {
+  const runtime = new FakeRuntime();
+  const store = openSessionStore(':memory:');
+  try {
+    const released: string[] = [];
+    const finish = teardownFinish({ driver: runtime as unknown as RuntimeDriver, store, bus: new SessionBus(), log: silentLogger, config: { stopTimeoutS: 0 }, release: (id) => void released.push(id) });
+    readySession(store, 'ttl', ['stream']);
+    runtime.addContainer('ttl', 'stream', false);
+    await finish('ttl', { cause: 'fail', reason: 'too old', error: { code: 'TIMEOUT', message: 'too old' } });
+    const rec = store.get('ttl')!;
+    assert.is(rec.state, 'failed');
+    assert.equal(rec.error, { code: 'TIMEOUT', message: 'too old' });
+    assert.is(rec.transitions.at(-1)!.reason, 'too old');
+    readySession(store, 'stop', ['stream']);
+    await finish('stop', { cause: 'stop', reason: 'shutdown' });
+    assert.is(store.get('stop')!.state, 'stopped');
+    assert.equal(released, ['ttl', 'stop']);
+  } finally {
+    store.close();
+  }
+});
+
+test.run();
