@@ -1,5 +1,5 @@
 /**
- * Emulator settings come from env vars the daemon sets (see /work/notes/emulator-contract.md and README.md).
+ * Emulator settings come from env vars the daemon sets (see emulators/CONTRACT.md and README.md).
  * A bad value is a configuration error: the emulator reports it and exits 2 before touching the network.
  */
 

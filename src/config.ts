@@ -79,6 +79,7 @@ export const SETTINGS = {
   keepFailed: { env: 'EDGEECHO_KEEP_FAILED', kind: 'bool', default: () => 'false', help: 'keep failed sessions\' containers for debugging (removed by the TTL sweep)' },
   stopSessionsOnShutdown: { env: 'EDGEECHO_STOP_SESSIONS_ON_SHUTDOWN', kind: 'bool', default: () => 'false', help: 'stop live sessions on shutdown instead of adopting them at the next start' },
   resourcesCron: { env: 'EDGEECHO_RESOURCES_CRON', kind: 'cron', default: () => '*/5 * * * * *', help: 'resource sampling schedule (cron with seconds)' },
+  objectLabels: { env: 'EDGEECHO_OBJECT_LABELS', kind: 'string', default: () => '', help: 'extra labels on every session container and network, key=value[,key=value] (empty: none)' },
 } satisfies Record<string, Setting>;
 
 export type SettingKey = keyof typeof SETTINGS;
@@ -223,10 +224,31 @@ export function loadConfig(options: LoadOptions = {}): { config: Config; rest: s
       problems.push(`${given?.from ?? setting.env + ' (default)'}: ${(parsed as { error: string }).error}`);
     } else config[key] = parsed;
   }
+  if (typeof config.objectLabels === 'string') {
+    try {
+      parseObjectLabels(config.objectLabels);
+    } catch (err) {
+      problems.push((err as Error).message);
+    }
+  }
   if (problems.length) {
     throw new EdgeechoError('BAD_REQUEST', `invalid configuration:\n  ${problems.join('\n  ')}`, { problems });
   }
   return { config: config as Config, rest };
+}
+
+/** EDGEECHO_OBJECT_LABELS as a label map; io.edgeecho.managed/session/role stay the daemon's own. */
+export function parseObjectLabels(text: string): Record<string, string> {
+  const labels: Record<string, string> = {};
+  for (const part of text.split(',').map((p) => p.trim()).filter(Boolean)) {
+    const eq = part.indexOf('=');
+    const key = eq > 0 ? part.slice(0, eq).trim() : '';
+    if (!/^[a-z0-9][a-z0-9._-]*$/i.test(key) || /^io\.edgeecho\.(managed|session|role)$/.test(key)) {
+      throw new EdgeechoError('BAD_REQUEST', `EDGEECHO_OBJECT_LABELS: expected key=value pairs with keys other than io.edgeecho.managed/session/role, got "${part}"`);
+    }
+    labels[key] = part.slice(eq + 1).trim();
+  }
+  return labels;
 }
 
 /** The markdown table in the README is this function's output. */

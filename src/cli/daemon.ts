@@ -7,6 +7,9 @@ import { EdgeechoError } from '../../protocol/errors.js';
 import { loadConfig } from '../config.js';
 import { createLogger } from '../log.js';
 import { Daemon } from '../daemon/daemon.js';
+import type { Peer } from '../daemon/listen.js';
+import { planListeners, type ListenerPlan } from '../daemon/listeners-from-config.js';
+import { createSystemdNotifier } from '../daemon/systemd-notify.js';
 import { createOps } from '../ops/index.js';
 
 export const EXIT_OK = 0;
@@ -39,6 +42,15 @@ export async function runDaemon(argv: string[], options: RunDaemonOptions = {}):
     return EXIT_CONFIG;
   }
   const log = createLogger(config.logLevel as Parameters<typeof createLogger>[0]);
+  // Token, TLS and systemd sockets before anything heavy: an unsafe or broken exposure stops here.
+  let plan: ListenerPlan;
+  try {
+    plan = planListeners(config, { env: options.env ?? process.env, log });
+  } catch (err) {
+    process.stderr.write(`edgeecho daemon: ${(err as Error).message}\n`);
+    return EXIT_CONFIG;
+  }
+  const notifier = createSystemdNotifier({ env: options.env ?? process.env, log });
   let ops;
   try {
     ops = await (options.createOps ?? createOps)(config, log);
@@ -48,16 +60,27 @@ export async function runDaemon(argv: string[], options: RunDaemonOptions = {}):
   }
   let daemon: Daemon;
   try {
-    daemon = new Daemon({ config, registry: ops.registry, log });
+    const auth = plan.auth;
+    daemon = new Daemon({
+      config,
+      registry: ops.registry,
+      log,
+      ...(plan.listeners ? { listeners: plan.listeners } : {}),
+      ...(auth ? { authenticate: (token: string | undefined, peer: Peer) => auth.authenticate(token, peer) } : {}),
+    });
     const addresses = await daemon.listen();
     options.onListening?.(addresses);
+    await notifier.ready(`listening on ${addresses.listeners.map((l) => ('path' in l.address ? l.address.path : `${l.address.host}:${l.address.port}`)).join(', ')}`);
   } catch (err) {
     log.fatal({ err: describeError(err) }, 'cannot start the daemon');
     await ops.close().catch(() => undefined);
     return err instanceof EdgeechoError && err.code === 'BAD_REQUEST' ? EXIT_CONFIG : EXIT_START;
   }
+  const stopWatchdog = notifier.startWatchdog();
   const { signal, dispose } = await waitForStop(log, options.stop);
   log.info({ signal }, 'stopping');
+  await notifier.stopping('draining connections');
+  stopWatchdog();
   await daemon.shutdown();
   dispose();
   await ops.close().catch((err) => log.error({ err }, 'closing ops failed'));

@@ -117,7 +117,7 @@ export class Daemon {
         const address = await listener.open((socket, peer) => this.accept(socket, peer));
         opened.push(listener);
         result.listeners.push({ name: listener.name, address });
-        if ('port' in address && listener.name === 'tcp') result.tcp = address;
+        if ('port' in address && (listener.name === 'tcp' || listener.name === 'tls')) result.tcp = address;
         if ('path' in address && listener.name === 'unix') result.socket = address.path;
       }
     } catch (err) {

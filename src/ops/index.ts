@@ -6,7 +6,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { EdgeechoError } from '../../protocol/errors.js';
-import type { Config } from '../config.js';
+import { parseObjectLabels, type Config } from '../config.js';
 import { OpRegistry } from '../daemon/op-registry.js';
 import { Admission, admissionOptions } from '../resources/admission.js';
 import { ResourceTracker } from '../resources/tracker.js';
@@ -76,7 +76,8 @@ export async function createOps(config: Config, log: Logger): Promise<Ops> {
 
     const registry = registerCoreOps(new OpRegistry());
     const usage = (session: string): unknown => tracker.latest()?.sessions.find((s) => s.session === session);
-    for (const op of sessionOps({ driver, store, bus, config, log: sessionLog, admit: (s, roles) => admission.admit(s, roles), release, usage })) registry.register(op);
+    const labels = parseObjectLabels(config.objectLabels);
+    for (const op of sessionOps({ driver, store, bus, config, log: sessionLog, admit: (s, roles) => admission.admit(s, roles), release, usage, labels })) registry.register(op);
     for (const op of resourceOps({ tracker, admission })) registry.register(op);
     return { registry, close: () => closeAll(closers, log) };
   } catch (err) {

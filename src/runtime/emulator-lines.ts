@@ -1,6 +1,6 @@
 /**
  * The emulators' stdout: one JSON object per line, a ready line once and a stats line last
- * (/work/notes/emulator-contract.md). Runtime-neutral, so teardown reads stats without knowing the driver.
+ * (emulators/CONTRACT.md). Runtime-neutral, so teardown reads stats without knowing the driver.
  */
 
 /** Parses one stdout line; null for anything that is not a JSON object. */

@@ -1,13 +1,15 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, renameSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { connect, createServer, type AddressInfo, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { readFileSync } from 'node:fs';
 import { takeSystemdSockets } from '../../src/daemon/systemd-sockets.js';
+import { dockerOrSkip } from '../support/docker.js';
+import { connect as connectClient } from '../../src/client/index.js';
 import { createTlsSocketFactory } from '../../src/client/tls.js';
 import { makeTestCerts } from '../support/tls-certs.js';
 
@@ -178,6 +180,59 @@ test('TLS on a systemd TCP socket: connections are upgraded before the daemon se
     if (child) await stopChild(child);
     if (tcp.listening) await closeServer(tcp);
     certs.cleanup();
+  }
+});
+
+test('the real daemon, socket-activated: greets on the passed fd and reports READY=1 through systemd-notify', async () => {
+  // The daemon's ops need an engine to start (createOps pings it).
+  if (!(await dockerOrSkip('socket-activated daemon'))) return;
+  const dir = mkdtempSync(join(tmpdir(), 'edgeecho-activated-daemon-'));
+  const tcp = createServer();
+  let child: ChildProcess | null = null;
+  try {
+    // A stand-in systemd-notify first on PATH records what the daemon sends and with which NOTIFY_SOCKET.
+    const calls = join(dir, 'notify-calls');
+    writeFileSync(join(dir, 'systemd-notify'), `#!/bin/sh\necho "$NOTIFY_SOCKET $*" >> '${calls}'\n`);
+    chmodSync(join(dir, 'systemd-notify'), 0o755);
+    await listening(tcp, 0, '127.0.0.1');
+    const port = (tcp.address() as AddressInfo).port;
+    child = spawn('sh', ['-c', 'export LISTEN_PID=$$; exec "$@"', 'sh', process.execPath, '--import', 'tsx', 'src/cli/main.ts', 'daemon'], {
+      cwd: root,
+      env: {
+        ...process.env,
+        PATH: `${dir}:${process.env.PATH}`,
+        NOTIFY_SOCKET: join(dir, 'notify.sock'),
+        LISTEN_FDS: '1',
+        LISTEN_FDNAMES: 'edgeecho',
+        // Ignored under socket activation: the daemon must not bind these.
+        EDGEECHO_PORT: '1',
+        EDGEECHO_DATA_DIR: join(dir, 'state'),
+        EDGEECHO_BUILD_IMAGES: 'false',
+        EDGEECHO_LOG_LEVEL: 'warn',
+      },
+      stdio: ['ignore', 'pipe', 'pipe', fdOf(tcp)],
+    });
+    let stderr = '';
+    child.stderr!.on('data', (d) => (stderr += d));
+    child.stdout!.resume();
+    await closeServer(tcp);
+    const deadline = Date.now() + CHILD_TIMEOUT_MS;
+    while (!existsSync(calls) && Date.now() < deadline && child.exitCode === null) await new Promise((r) => setTimeout(r, 50));
+    assert.ok(existsSync(calls), `no READY=1 within ${CHILD_TIMEOUT_MS} ms; daemon stderr: ${stderr}`);
+    assert.match(readFileSync(calls, 'utf8'), new RegExp(`^${join(dir, 'notify.sock')} --ready --status=listening on 127\\.0\\.0\\.1:${port}$`, 'm'));
+    const client = await connectClient({ port, keepaliveMs: 0 });
+    try {
+      assert.is(client.greeting!.server, 'edgeecho');
+      assert.ok(await client.request('ping'));
+    } finally {
+      await client.close();
+    }
+    await stopChild(child);
+    assert.match(readFileSync(calls, 'utf8'), /STOPPING=1/);
+  } finally {
+    if (child) await stopChild(child);
+    if (tcp.listening) await closeServer(tcp);
+    rmSync(dir, { recursive: true, force: true });
   }
 });
 

@@ -42,8 +42,13 @@ export interface ImagesResult {
 }
 
 const emulatorsDir = (): string => {
-  // src/runtime/docker -> repo root; the same relative path holds under dist/ after tsc.
-  return fileURLToPath(new URL('../../../emulators/', import.meta.url));
+  // The sources are bundled, so they are read from the checkout: src/runtime/docker -> repo root, or one level
+  // more when running the compiled dist/src/runtime/docker (tsc does not emit emulators/ into dist/).
+  for (const up of ['../../../emulators/', '../../../../emulators/']) {
+    const dir = fileURLToPath(new URL(up, import.meta.url));
+    if (existsSync(join(dir, 'probe.ts'))) return dir;
+  }
+  throw new Error(`emulator sources not found beside ${fileURLToPath(import.meta.url)}: expected emulators/probe.ts in the checkout`);
 };
 
 /** Bundles each emulator into outDir/<role>.cjs; returns the paths and a hash of the bundles. */
@@ -108,31 +113,39 @@ async function buildTarget(docker: Docker, context: string, role: Role, tag: str
   if (!(await imageExists(docker, tag))) throw new Error(`build of ${tag} reported success but the image is absent`);
 }
 
-/** Builds the given roles' images (all three by default), whether present or not. */
+/**
+ * Builds the given roles' images (all three by default). Without `force` or `roles`, an image is kept when it is
+ * present and either not ours (an operator's image named by EDGEECHO_IMAGE_*) or built from the same emulator
+ * bundle; one built from other sources (its bundle hash label differs) is rebuilt, so edited emulators never run stale.
+ */
 export async function buildEmulatorImages(
   docker: Docker,
   options: { config: ImageConfig; log: Logger; force?: boolean; roles?: readonly Role[] },
 ): Promise<ImagesResult> {
   const t0 = performance.now();
   const { config, log } = options;
-  const present: ImagesResult['present'] = [];
-  let roles: readonly Role[] = options.roles ?? ROLES;
-  if (!options.force && !options.roles) {
-    const missing: Role[] = [];
-    for (const role of ROLES) {
-      const image = imageFor(config, role);
-      if (await imageExists(docker, image)) present.push({ role, image });
-      else missing.push(role);
-    }
-    roles = missing;
-  }
-  if (roles.length === 0) return { built: [], present, durationMs: performance.now() - t0 };
-
-  const base = await ensureBaseImage(docker, { baseImage: config.baseImage, log });
   const context = await mkdtemp(join(tmpdir(), 'edgeecho-images-'));
   try {
     await mkdir(join(context, 'app'));
     const { sha256 } = await bundleEmulators(join(context, 'app'));
+    const present: ImagesResult['present'] = [];
+    let roles: readonly Role[] = options.roles ?? ROLES;
+    if (!options.force && !options.roles) {
+      const wanted: Role[] = [];
+      for (const role of ROLES) {
+        const image = imageFor(config, role);
+        const labels = await imageLabels(docker, image);
+        if (labels === null) wanted.push(role);
+        else if (labels[LABEL_IMAGE] === role && labels[LABEL_BUNDLE_SHA] !== sha256) {
+          log.info({ image, built_from: labels[LABEL_BUNDLE_SHA], sources: sha256 }, 'emulator image is stale: rebuilding');
+          wanted.push(role);
+        } else present.push({ role, image });
+      }
+      roles = wanted;
+    }
+    if (roles.length === 0) return { built: [], present, durationMs: performance.now() - t0 };
+
+    const base = await ensureBaseImage(docker, { baseImage: config.baseImage, log });
     await writeFile(join(context, 'Dockerfile'), dockerfile());
     const built: ImagesResult['built'] = [];
     for (const role of roles) {
@@ -155,7 +168,17 @@ export async function buildEmulatorImages(
   }
 }
 
-/** Builds only the images that are missing (the daemon calls this at start). */
+/** The image's labels, or null when it is absent. */
+async function imageLabels(docker: Docker, ref: string): Promise<Record<string, string> | null> {
+  try {
+    return (await docker.getImage(ref).inspect()).Config?.Labels ?? {};
+  } catch (err) {
+    if ((err as { statusCode?: number }).statusCode === 404) return null;
+    throw err;
+  }
+}
+
+/** Builds only the images that are missing or stale (the daemon calls this at start). */
 export function ensureEmulatorImages(docker: Docker, options: { config: ImageConfig; log: Logger }): Promise<ImagesResult> {
   return buildEmulatorImages(docker, { ...options, force: false });
 }

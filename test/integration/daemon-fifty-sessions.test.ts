@@ -1,0 +1,61 @@
+/**
+ * Churn on a real daemon process: 50 short plain sessions, 5 at a time, each created, left to complete (no
+ * consumer, a short EDGEECHO_PLAIN_GRACE_MS) and reaped. All 50 records end completed and the engine holds
+ * nothing labelled for them.
+ */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { connect, type Client } from '../../src/client/index.js';
+import { dockerOrSkip } from '../support/docker.js';
+import { cleanupDaemons, labelledObjects, startDaemonProcess, waitFor, type DaemonProcess } from '../support/daemon-process.js';
+
+const LABEL = 'daemon-fifty-sessions';
+const SESSIONS = 50;
+const CONCURRENT = 5;
+/** Bound on the whole run; about 30 s on a 2-core machine. */
+const DEADLINE_MS = 150_000;
+const docker = await dockerOrSkip('integration/daemon-fifty-sessions');
+
+if (docker) {
+  test(`${SESSIONS} plain sessions, ${CONCURRENT} at a time: all completed, nothing labelled left`, async () => {
+    let daemon: DaemonProcess | undefined;
+    let client: Client | undefined;
+    try {
+      daemon = await startDaemonProcess({ label: LABEL, args: ['--plain-grace-ms', '100'] });
+      client = await connect({ port: daemon.port });
+      const deadline = Date.now() + DEADLINE_MS;
+      const ids: string[] = [];
+      const outcomes: Array<{ id: string; state: string; error?: unknown }> = [];
+      let next = 0;
+      const worker = async (): Promise<void> => {
+        while (next < SESSIONS && Date.now() < deadline) {
+          next++;
+          const { id } = await client!.request<{ id: string }>('session.create', { mode: 'plain', count: 1000 }, { timeoutMs: 60_000 });
+          ids.push(id);
+          const final = await client!.request<{ id: string; state: string; error?: unknown }>('session.watch', { id }, { timeoutMs: 60_000 });
+          outcomes.push(final);
+        }
+      };
+      await Promise.all(Array.from({ length: CONCURRENT }, worker));
+      assert.is(outcomes.length, SESSIONS, `expected ${SESSIONS} sessions within ${DEADLINE_MS} ms, finished ${outcomes.length}`);
+      const notCompleted = outcomes.filter((o) => o.state !== 'completed');
+      assert.equal(notCompleted, [], 'every session must complete');
+
+      const records = (await client.request<{ sessions: Array<{ id: string; state: string }> }>('session.list', { limit: 1000 })).sessions;
+      assert.is(records.length, SESSIONS);
+      assert.ok(records.every((r) => r.state === 'completed'));
+      // The network goes after the terminal state is recorded, so the last removals may lag the watch by a moment.
+      await waitFor('zero labelled containers and networks', async () => {
+        const left = await labelledObjects(docker, LABEL);
+        return left.containers.length + left.networks.length === 0 ? true : undefined;
+      }, 15_000);
+      const resources = await client.request<{ sessions?: unknown[]; admission?: { sessions?: number } }>('resources', {});
+      assert.ok(resources, 'resources answers after the churn');
+    } finally {
+      await client?.close().catch(() => undefined);
+      await cleanupDaemons(docker, LABEL, [daemon], daemon ? [daemon.dataDir] : []);
+    }
+  });
+}
+
+test.run();

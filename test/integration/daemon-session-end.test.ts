@@ -1,0 +1,78 @@
+/**
+ * How sessions end on a real daemon process, seen through session.watch: a session.stop mid-stream ends it
+ * stopped, and a session left alone ends completed, each with its emulators' final stats and nothing left.
+ */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { connect, type Client, type StatusFrame } from '../../src/client/index.js';
+import { dockerOrSkip } from '../support/docker.js';
+import { cleanupDaemons, labelledObjects, startDaemonProcess, waitFor, type DaemonProcess } from '../support/daemon-process.js';
+
+const LABEL = 'daemon-session-end';
+const docker = await dockerOrSkip('integration/daemon-session-end');
+
+interface SessionView {
+  id: string;
+  state: string;
+  transitions: Array<{ state: string; reason?: string }>;
+  containers: Array<{ role: string; exit_code: number | null; stats: Record<string, unknown> | null }>;
+}
+
+const noneLeft = (ids: string[]) => async (): Promise<true | undefined> => {
+  const left = await labelledObjects(docker!, LABEL, ids);
+  return left.containers.length + left.networks.length === 0 ? true : undefined;
+};
+
+if (docker) {
+  let daemon: DaemonProcess | undefined;
+  let client: Client | undefined;
+
+  test.before(async () => {
+    daemon = await startDaemonProcess({ label: LABEL });
+    client = await connect({ port: daemon.port });
+  });
+
+  test.after(async () => {
+    await client?.close().catch(() => undefined);
+    await cleanupDaemons(docker, LABEL, [daemon], daemon ? [daemon.dataDir] : []);
+  });
+
+  test('session.stop of a running session: the watcher sees stopping then stopped, with the servers\' final stats', async () => {
+    // 20 s of frames at 2000/s: still running when the stop comes.
+    const { id } = await client!.request<{ id: string }>('session.create', { mode: 'segmented', count: 40_000, rate: 2000 }, { timeoutMs: 60_000 });
+    const frames: StatusFrame[] = [];
+    const watch = client!.request<SessionView>('session.watch', { id }, { onStatus: (f) => frames.push(f), timeoutMs: 60_000 });
+    await waitFor('the watch to report the ready session', async () => (frames.some((f) => f.session_state === 'ready') ? true : undefined), 10_000, 20);
+
+    const stopped = await client!.request<SessionView>('session.stop', { id }, { timeoutMs: 60_000 });
+    const watched = await watch;
+    assert.is(stopped.state, 'stopped');
+    assert.is(watched.state, 'stopped');
+    assert.equal(frames.map((f) => f.session_state).filter((s, i, all) => s !== all[i - 1]), ['ready', 'stopping', 'stopped']);
+    assert.is(watched.transitions.at(-1)?.reason, 'session.stop');
+    const stream = watched.containers.find((c) => c.role === 'stream');
+    const segmentation = watched.containers.find((c) => c.role === 'segmentation');
+    // Stopped mid-stream: some frames flowed, not all of them.
+    for (const c of [stream, segmentation]) {
+      const n = c?.stats?.frames as number;
+      assert.ok(n > 0 && n < 40_000, `expected the ${c?.role} to report 0 < frames < 40000, got ${JSON.stringify(c?.stats)}`);
+    }
+    await waitFor(`no labelled objects of ${id} left`, noneLeft([id]), 15_000);
+  });
+
+  test('session.watch until completed: the final record carries each emulator\'s stats', async () => {
+    const { id } = await client!.request<{ id: string }>('session.create', { mode: 'segmented', count: 5000 }, { timeoutMs: 60_000 });
+    const final = await client!.request<SessionView>('session.watch', { id }, { timeoutMs: 60_000 });
+    assert.is(final.state, 'completed');
+    assert.equal(final.containers.map((c) => c.role).sort(), ['probe', 'segmentation', 'stream']);
+    for (const c of final.containers) {
+      assert.is(c.exit_code, 0, `${c.role} exit code`);
+      assert.is(c.stats?.frames, 5000, `${c.role} stats: ${JSON.stringify(c.stats)}`);
+      assert.is(c.stats?.lost, 0);
+    }
+    assert.is((await client!.request<SessionView>('session.get', { id })).state, 'completed');
+    await waitFor(`no labelled objects of ${id} left`, noneLeft([id]), 15_000);
+  });
+}
+
+test.run();
