@@ -27,28 +27,38 @@ export function describeTarget(target: ConnectTarget): string {
   return 'path' in target ? `unix socket ${target.path}` : `${target.host}:${target.port}`;
 }
 
-/** Plain TCP or unix socket. */
-export const createNetSocket: CreateSocket = ({ target, signal }) =>
-  new Promise<Duplex>((resolve, reject) => {
-    const socket: Socket = 'path' in target ? netConnect({ path: target.path }) : netConnect({ host: target.host, port: target.port });
+/**
+ * Settles once `socket` emits `readyEvent` (connect, or secureConnect after a TLS handshake), or rejects with a
+ * CONNECTION_CLOSED error whose message names the target and `hint` (the flags to change), or on abort.
+ */
+export function whenConnected<S extends Socket>(
+  socket: S,
+  readyEvent: 'connect' | 'secureConnect',
+  target: ConnectTarget,
+  signal: AbortSignal,
+  hint: string,
+  what = 'connect to',
+  reason: (err: NodeJS.ErrnoException) => string = (err) => err.code ?? err.message,
+): Promise<S> {
+  return new Promise<S>((resolve, reject) => {
     const onAbort = (): void => {
       socket.destroy();
       reject(signal.reason);
     };
     const onError = (err: NodeJS.ErrnoException): void => {
       signal.removeEventListener('abort', onAbort);
-      const hint = 'path' in target ? '(--socket, EDGEECHO_SOCKET)' : '(--host/--port, EDGEECHO_HOST/EDGEECHO_PORT)';
+      socket.destroy();
       reject(
         new EdgeechoError(
           'CONNECTION_CLOSED',
-          `cannot connect to the edgeecho daemon at ${describeTarget(target)}: ${err.code ?? err.message} ${hint}`,
+          `cannot ${what} the edgeecho daemon at ${describeTarget(target)}: ${reason(err)} ${hint}`,
           { target: describeTarget(target), errno: err.code },
           { cause: err },
         ),
       );
     };
     socket.once('error', onError);
-    socket.once('connect', () => {
+    socket.once(readyEvent, () => {
       socket.off('error', onError);
       signal.removeEventListener('abort', onAbort);
       socket.setNoDelay(true);
@@ -57,3 +67,11 @@ export const createNetSocket: CreateSocket = ({ target, signal }) =>
     if (signal.aborted) onAbort();
     else signal.addEventListener('abort', onAbort, { once: true });
   });
+}
+
+/** Plain TCP or unix socket. */
+export const createNetSocket: CreateSocket = ({ target, signal }) => {
+  const socket: Socket = 'path' in target ? netConnect({ path: target.path }) : netConnect({ host: target.host, port: target.port });
+  const hint = 'path' in target ? '(--socket, EDGEECHO_SOCKET)' : '(--host/--port, EDGEECHO_HOST/EDGEECHO_PORT)';
+  return whenConnected(socket, 'connect', target, signal, hint);
+};
