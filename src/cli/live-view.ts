@@ -31,6 +31,7 @@ export interface StatusFields {
   step?: unknown;
   state?: unknown;
   elapsed_ms?: unknown;
+  duration_ms?: unknown;
   details?: unknown;
 }
 
@@ -45,8 +46,12 @@ export function initialState(): LiveState {
 export function applyStatus(state: LiveState, frame: StatusFields, now: number): LiveState {
   if (typeof frame.step !== 'string' || frame.step === '') return state;
   const stepState: StepState = frame.state === 'done' ? 'done' : frame.state === 'failed' ? 'failed' : 'running';
-  const elapsedMs = typeof frame.elapsed_ms === 'number' && stepState !== 'running' ? frame.elapsed_ms : null;
-  const details = frame.details && typeof frame.details === 'object' && !Array.isArray(frame.details) ? (frame.details as Record<string, unknown>) : null;
+  // A finished step shows its own duration; elapsed_ms (time since the workflow began) only when no duration came.
+  const took = typeof frame.duration_ms === 'number' ? frame.duration_ms : frame.elapsed_ms;
+  const elapsedMs = typeof took === 'number' && stepState !== 'running' ? took : null;
+  const given = frame.details && typeof frame.details === 'object' && !Array.isArray(frame.details) ? (frame.details as Record<string, unknown>) : null;
+  // The workflow engine puts a failed step's error beside details, not inside.
+  const details = frame.error !== undefined && frame.error !== null ? { ...given, error: frame.error } : given;
   const index = state.steps.findIndex((s) => s.step === frame.step);
   const steps = state.steps.slice();
   if (index === -1) steps.push({ step: frame.step, state: stepState, seenAt: now, elapsedMs, details });

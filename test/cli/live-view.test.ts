@@ -22,6 +22,19 @@ test('steps keep their line; a running step spins with the time since it was see
   assert.equal(renderSteps(state, 9999, 3), ['✔ admission  3 ms', '✔ network    120 ms', '✖ probe      30.0 s  TIMEOUT: probe not ready within 30000 ms']);
 });
 
+test('workflow engine frames: a finished step shows its own duration_ms, a failed one its top-level error', () => {
+  let state = initialState();
+  state = applyStatus(state, { id: 3, kind: 'status', session: 's1', step: 'network', state: 'started', elapsed_ms: 1 }, 0);
+  state = applyStatus(state, { id: 3, kind: 'status', session: 's1', step: 'network', state: 'done', elapsed_ms: 91, duration_ms: 90 }, 90);
+  state = applyStatus(state, { id: 3, kind: 'status', session: 's1', step: 'ready probe', state: 'started', elapsed_ms: 795 }, 795);
+  state = applyStatus(
+    state,
+    { id: 3, kind: 'status', session: 's1', step: 'ready probe', state: 'failed', elapsed_ms: 1200, duration_ms: 405, error: { code: 'INTERNAL', message: 'probe exited with code 2' } },
+    1200,
+  );
+  assert.equal(renderSteps(state, 2000, 0), ['✔ network      90 ms', '✖ ready probe  405 ms  INTERNAL: probe exited with code 2']);
+});
+
 test('frames without a step change nothing; unknown states count as running', () => {
   const state = applyStatus(initialState(), { state: 'done' }, 0);
   assert.equal(state.steps, []);
@@ -85,8 +98,8 @@ test('session table and record rendering', () => {
   const now = 10_000_000;
   const table = renderSessionTable(
     [
-      { id: 's-1', mode: 'plain', state: 'ready', count: 1000, createdAt: now - 90_000, location: { host: '127.0.0.1', port: 32768 } },
-      { id: 's-22', mode: 'segmented', state: 'failed', count: 5, createdAt: now - 7_200_000, location: null },
+      { id: 's-1', mode: 'plain', state: 'ready', count: 1000, created_at: now - 90_000, location: { host: '127.0.0.1', port: 32768 } },
+      { id: 's-22', mode: 'segmented', state: 'failed', count: 5, created_at: now - 7_200_000, location: null },
     ],
     now,
   );
@@ -96,15 +109,19 @@ test('session table and record rendering', () => {
   assert.equal(sessionsOf([{ id: 'y' }]), [{ id: 'y' }]);
   const text = renderSession(
     {
-      id: 's-1', mode: 'plain', state: 'failed', count: 10, payloadBytes: 64, rate: null, createdAt: now - 5000, endedAt: now,
+      id: 's-1', mode: 'plain', state: 'failed', count: 10, payload_bytes: 64, rate: null, created_at: now - 5000, ended_at: now,
       error: { code: 'TIMEOUT', message: 'late' },
-      containers: [{ id: 'c'.repeat(64), name: 'edgeecho-s-1-probe', role: 'probe', exitCode: 1 }],
+      containers: [{ id: 'c'.repeat(64), name: 'edgeecho-s-1-probe', role: 'probe', exit_code: 1 }],
       transitions: [{ state: 'creating', at: now - 5000 }, { state: 'failed', at: now, reason: 'probe timed out' }],
     },
     now,
   );
   assert.match(text, /^id {8}s-1$/m);
   assert.match(text, /^rate {6}unlimited$/m);
+  // session.get answers snake_case (payload_bytes, created_at, ended_at, exit_code): these lines read those keys
+  assert.match(text, /^payload {3}64 bytes$/m);
+  assert.match(text, /^created {3}\S+ \(5 s ago\)$/m);
+  assert.match(text, /^ended {5}\S+$/m);
   assert.match(text, /^error {5}TIMEOUT: late$/m);
   assert.match(text, /probe {2}edgeecho-s-1-probe {2}c{12} {2}exit 1/);
   assert.match(text, /failed {2}probe timed out$/m);
@@ -121,10 +138,10 @@ test('resources table', () => {
   assert.is(formatBytes(undefined), '-');
   const text = renderResources({
     at: 0,
-    host: { cpus: 2, cpuPercent: 12.5, memoryTotalBytes: 4 * 1024 ** 3, memoryAvailableBytes: 3 * 1024 ** 3, load: [0.5, 0.25, 0.1], dataDir: '/var/lib/edgeecho', diskFreeBytes: 10 * 1024 ** 3, diskTotalBytes: 20 * 1024 ** 3 },
+    host: { cpus: 2, cpu_percent: 12.5, memory_total_bytes: 4 * 1024 ** 3, memory_available_bytes: 3 * 1024 ** 3, load: [0.5, 0.25, 0.1], data_dir: '/var/lib/edgeecho', disk_free_bytes: 10 * 1024 ** 3, disk_total_bytes: 20 * 1024 ** 3 },
     engine: { name: 'docker', reachable: true, running: 2, containers: 3, networks: 1 },
-    sessions: [{ session: 's-1', containers: 2, cpuPercent: 3.25, memoryBytes: 50 * 1024 ** 2, memoryLimitBytes: 384 * 1024 ** 2 }],
-    admission: { sessions: 1, maxSessions: 32, reservedMemoryBytes: 384 * 1024 ** 2, capacityMemoryBytes: 3 * 1024 ** 3, reservedCpus: 1.5, capacityCpus: 8 },
+    sessions: [{ session: 's-1', containers: 2, cpu_percent: 3.25, memory_bytes: 50 * 1024 ** 2, memory_limit_bytes: 384 * 1024 ** 2 }],
+    admission: { sessions: 1, max_sessions: 32, reserved_memory_bytes: 384 * 1024 ** 2, capacity_memory_bytes: 3 * 1024 ** 3, reserved_cpus: 1.5, capacity_cpus: 8 },
   });
   assert.ok(text.includes(['HOST    USED      TOTAL', 'cpu     12.5%     2 cores   load 0.5 0.25 0.1', 'memory  1.0 GiB   4.0 GiB   3.0 GiB available', 'disk    10.0 GiB  20.0 GiB  /var/lib/edgeecho'].join('\n')), text);
   assert.match(text, /engine {4}docker \(reachable\): 2 of 3 containers running, 1 networks/);
