@@ -52,13 +52,13 @@ export function renderResources(answer: unknown): string {
   if (typeof data.at === 'number') out.push(`sampled ${new Date(data.at).toISOString()}`, '');
 
   const load = Array.isArray(host.load) ? (host.load as unknown[]).map(num).join(' ') : '-';
-  const memUsed = typeof host.memoryTotalBytes === 'number' && typeof host.memoryAvailableBytes === 'number' ? host.memoryTotalBytes - host.memoryAvailableBytes : undefined;
-  const diskUsed = typeof host.diskTotalBytes === 'number' && typeof host.diskFreeBytes === 'number' ? host.diskTotalBytes - host.diskFreeBytes : undefined;
+  const memUsed = typeof host.memory_total_bytes === 'number' && typeof host.memory_available_bytes === 'number' ? host.memory_total_bytes - host.memory_available_bytes : undefined;
+  const diskUsed = typeof host.disk_total_bytes === 'number' && typeof host.disk_free_bytes === 'number' ? host.disk_total_bytes - host.disk_free_bytes : undefined;
   const hostRows = [
     ['HOST', 'USED', 'TOTAL', ''],
-    ['cpu', pct(host.cpuPercent), `${num(host.cpus)} cores`, `load ${load}`],
-    ['memory', formatBytes(memUsed), formatBytes(host.memoryTotalBytes), `${formatBytes(host.memoryAvailableBytes)} available`],
-    ['disk', formatBytes(diskUsed), formatBytes(host.diskTotalBytes), host.dataDir ? String(host.dataDir) : ''],
+    ['cpu', pct(host.cpu_percent), `${num(host.cpus)} cores`, `load ${load}`],
+    ['memory', formatBytes(memUsed), formatBytes(host.memory_total_bytes), `${formatBytes(host.memory_available_bytes)} available`],
+    ['disk', formatBytes(diskUsed), formatBytes(host.disk_total_bytes), host.data_dir ? String(host.data_dir) : ''],
   ];
   out.push(renderTable(hostRows).trimEnd(), '');
 
@@ -67,15 +67,15 @@ export function renderResources(answer: unknown): string {
 
   if (admission) {
     out.push(
-      `admission ${num(admission.sessions)} of ${num(admission.maxSessions)} sessions, ` +
-        `memory ${formatBytes(admission.reservedMemoryBytes)} of ${formatBytes(admission.capacityMemoryBytes)}, ` +
-        `cpus ${num(admission.reservedCpus)} of ${num(admission.capacityCpus)} reserved`,
+      `admission ${num(admission.sessions)} of ${num(admission.max_sessions)} sessions, ` +
+        `memory ${formatBytes(admission.reserved_memory_bytes)} of ${formatBytes(admission.capacity_memory_bytes)}, ` +
+        `cpus ${num(admission.reserved_cpus)} of ${num(admission.capacity_cpus)} reserved`,
     );
   }
   out.push('');
   if (sessions.length === 0) out.push('no live sessions');
   else {
-    const rows = sessions.map((s) => [String(s.session ?? '?'), num(s.containers), pct(s.cpuPercent), formatBytes(s.memoryBytes), formatBytes(s.memoryLimitBytes)]);
+    const rows = sessions.map((s) => [String(s.session ?? '?'), num(s.containers), pct(s.cpu_percent), formatBytes(s.memory_bytes), formatBytes(s.memory_limit_bytes)]);
     out.push(renderTable([['SESSION', 'CONTAINERS', 'CPU', 'MEMORY', 'LIMIT'], ...rows]).trimEnd());
   }
   return out.join('\n') + '\n';

@@ -190,7 +190,6 @@ export interface SessionRow {
   mode?: unknown;
   state?: unknown;
   count?: unknown;
-  createdAt?: unknown;
   created_at?: unknown;
   location?: { host?: unknown; port?: unknown } | null;
 }
@@ -221,7 +220,7 @@ export function renderTable(rows: string[][]): string {
 export function renderSessionTable(sessions: readonly SessionRow[], now: number): string {
   if (sessions.length === 0) return 'no sessions\n';
   const rows = sessions.map((s) => {
-    const created = typeof s.createdAt === 'number' ? s.createdAt : typeof s.created_at === 'number' ? s.created_at : NaN;
+    const created = typeof s.created_at === 'number' ? s.created_at : NaN;
     const loc = s.location && s.location.host !== undefined ? `${String(s.location.host)}:${String(s.location.port)}` : '-';
     return [String(s.id ?? '?'), String(s.mode ?? '-'), String(s.state ?? '-'), String(s.count ?? '-'), formatAge(now - created), loc];
   });
@@ -255,10 +254,10 @@ export function renderSession(record: Record<string, unknown>, now: number = Dat
   kv('mode', record.mode);
   kv('state', record.state);
   kv('count', record.count);
-  kv('payload', record.payloadBytes !== undefined ? `${String(record.payloadBytes)} bytes` : undefined);
+  kv('payload', record.payload_bytes !== undefined ? `${String(record.payload_bytes)} bytes` : undefined);
   kv('rate', record.rate === null ? 'unlimited' : record.rate !== undefined ? `${String(record.rate)}/s` : undefined);
-  if (typeof record.createdAt === 'number') kv('created', `${new Date(record.createdAt).toISOString()} (${formatAge(now - record.createdAt)} ago)`);
-  if (typeof record.endedAt === 'number') kv('ended', new Date(record.endedAt).toISOString());
+  if (typeof record.created_at === 'number') kv('created', `${new Date(record.created_at).toISOString()} (${formatAge(now - record.created_at)} ago)`);
+  if (typeof record.ended_at === 'number') kv('ended', new Date(record.ended_at).toISOString());
   const loc = record.location as { host?: unknown; port?: unknown } | null | undefined;
   if (loc) kv('location', `${String(loc.host)}:${String(loc.port)}`);
   const net = record.network as { name?: unknown; subnet?: unknown } | null | undefined;
@@ -268,7 +267,7 @@ export function renderSession(record: Record<string, unknown>, now: number = Dat
   const containers = Array.isArray(record.containers) ? (record.containers as Array<Record<string, unknown>>) : [];
   if (containers.length) {
     lines.push('', 'containers:');
-    const rows = containers.map((c) => ['  ' + String(c.role ?? '-'), String(c.name ?? '-'), String(c.id ?? '').slice(0, 12), c.exitCode === null || c.exitCode === undefined ? '-' : `exit ${String(c.exitCode)}`]);
+    const rows = containers.map((c) => ['  ' + String(c.role ?? '-'), String(c.name ?? '-'), String(c.id ?? '').slice(0, 12), c.exit_code === null || c.exit_code === undefined ? '-' : `exit ${String(c.exit_code)}`]);
     lines.push(renderTable([['  ROLE', 'NAME', 'ID', 'EXIT'], ...rows]).trimEnd());
   }
   const transitions = Array.isArray(record.transitions) ? (record.transitions as Array<Record<string, unknown>>) : [];

@@ -69,13 +69,24 @@ export async function createOps(config: Config, log: Logger): Promise<Ops> {
     const sweep = new Sweep({ driver, store, finisher, settings: config, cron: config.sweepCron, log: sessionLog, ages, admission });
     sweep.start();
     closers.unshift(() => sweep.stop());
+    // Back from an engine outage (dockerd restarted): sweep now instead of at the next cron tick, so objects whose
+    // removal failed while the engine was going down are removed as soon as it answers again.
+    let broken = false;
+    const unsubscribe = reaper.onStream((e) => {
+      if (e.type === 'stream-error') broken = true;
+      else if (broken) {
+        broken = false;
+        sweep.tick().catch((err: Error) => sessionLog.warn({ err: err.message }, 'sweep after reconnect failed'));
+      }
+    });
+    closers.unshift(unsubscribe);
     closers.unshift(async () => {
       await shutdownSessions({ store, finisher, stopSessionsOnShutdown: config.stopSessionsOnShutdown, log: sessionLog });
       await finisher.idle();
     });
 
     const registry = registerCoreOps(new OpRegistry());
-    const usage = (session: string): unknown => tracker.latest()?.sessions.find((s) => s.session === session);
+    const usage = (session: string) => tracker.latest()?.sessions.find((s) => s.session === session);
     const labels = parseObjectLabels(config.objectLabels);
     for (const op of sessionOps({ driver, store, bus, config, log: sessionLog, admit: (s, roles) => admission.admit(s, roles), release, usage, labels })) registry.register(op);
     for (const op of resourceOps({ tracker, admission })) registry.register(op);

@@ -1,17 +1,103 @@
 /**
  * The `resources` op: the latest sample of the host, the engine and each live session's usage, beside what
  * admission has reserved. Before the first scheduled sample it samples once, so the answer is never empty.
+ * The tracker and admission keep TypeScript's camelCase inside; this op is where they meet the wire, so the
+ * answer is spelled snake_case like every other frame (protocol/SPEC.md, "Session and resource ops").
  */
 import type { OpDefinition } from '../daemon/op-registry.js';
 import type { Admission, AdmissionState } from '../resources/admission.js';
-import type { ResourceSnapshot, ResourceTracker } from '../resources/tracker.js';
+import type { EngineSnapshot, HostSnapshot, ResourceSnapshot, ResourceTracker, SessionUsage } from '../resources/tracker.js';
 
 export interface ResourceOpsDeps {
   tracker: Pick<ResourceTracker, 'latest' | 'sample'>;
   admission?: Pick<Admission, 'state'>;
 }
 
-export type ResourcesResult = ResourceSnapshot & { admission?: AdmissionState };
+export interface HostWire {
+  cpus: number;
+  cpu_percent: number | null;
+  memory_total_bytes: number;
+  memory_available_bytes: number;
+  load: [number, number, number];
+  data_dir: string;
+  disk_free_bytes: number | null;
+  disk_total_bytes: number | null;
+}
+
+export interface EngineWire {
+  name: string;
+  reachable: boolean;
+  running: number;
+  containers: number;
+  networks: number;
+  error?: string;
+}
+
+export interface SessionUsageWire {
+  session: string;
+  containers: number;
+  cpu_percent: number;
+  memory_bytes: number;
+  memory_limit_bytes: number;
+}
+
+export interface AdmissionWire {
+  sessions: number;
+  max_sessions: number;
+  reserved_memory_bytes: number;
+  capacity_memory_bytes: number;
+  reserved_cpus: number;
+  capacity_cpus: number;
+}
+
+export interface ResourcesResult {
+  at: number;
+  host: HostWire;
+  engine: EngineWire;
+  sessions: SessionUsageWire[];
+  admission?: AdmissionWire;
+}
+
+function hostWire(h: HostSnapshot): HostWire {
+  return {
+    cpus: h.cpus,
+    cpu_percent: h.cpuPercent,
+    memory_total_bytes: h.memoryTotalBytes,
+    memory_available_bytes: h.memoryAvailableBytes,
+    load: h.load,
+    data_dir: h.dataDir,
+    disk_free_bytes: h.diskFreeBytes,
+    disk_total_bytes: h.diskTotalBytes,
+  };
+}
+
+function engineWire(e: EngineSnapshot): EngineWire {
+  const out: EngineWire = { name: e.name, reachable: e.reachable, running: e.running, containers: e.containers, networks: e.networks };
+  if (e.error !== undefined) out.error = e.error;
+  return out;
+}
+
+/** One session's sampled usage as the wire spells it; session.get's `usage` field uses it too. */
+export function sessionUsageWire(u: SessionUsage): SessionUsageWire {
+  return { session: u.session, containers: u.containers, cpu_percent: u.cpuPercent, memory_bytes: u.memoryBytes, memory_limit_bytes: u.memoryLimitBytes };
+}
+
+export function admissionWire(a: AdmissionState): AdmissionWire {
+  return {
+    sessions: a.sessions,
+    max_sessions: a.maxSessions,
+    reserved_memory_bytes: a.reservedMemoryBytes,
+    capacity_memory_bytes: a.capacityMemoryBytes,
+    reserved_cpus: a.reservedCpus,
+    capacity_cpus: a.capacityCpus,
+  };
+}
+
+export function resourcesWire(snapshot: ResourceSnapshot, admission?: AdmissionState): ResourcesResult {
+  const out: ResourcesResult = { at: snapshot.at, host: hostWire(snapshot.host), engine: engineWire(snapshot.engine), sessions: snapshot.sessions.map(sessionUsageWire) };
+  if (admission) out.admission = admissionWire(admission);
+  return out;
+}
 
 export function resourceOps(deps: ResourceOpsDeps): OpDefinition[] {
   const resources: OpDefinition<{ fresh?: boolean }> = {
@@ -20,7 +106,7 @@ export function resourceOps(deps: ResourceOpsDeps): OpDefinition[] {
     args: { fresh: { type: 'boolean' } },
     async handler(args): Promise<ResourcesResult> {
       const snapshot = args.fresh || !deps.tracker.latest() ? await deps.tracker.sample() : deps.tracker.latest()!;
-      return deps.admission ? { ...snapshot, admission: deps.admission.state() } : snapshot;
+      return resourcesWire(snapshot, deps.admission?.state());
     },
   };
   return [resources as OpDefinition];

@@ -9,11 +9,13 @@ import type { Config } from '../config.js';
 import type { OpContext, OpDefinition } from '../daemon/op-registry.js';
 import type { ContainerRef, NetworkRef, ReadyInfo, RuntimeDriver } from '../runtime/driver.js';
 import type { SessionBus, SessionUpdate } from '../sessions/events.js';
+import type { SessionUsage } from '../resources/tracker.js';
 import { finishSession, type TeardownDeps } from '../sessions/teardown.js';
 import { TERMINAL_STATES, type SessionMode, type SessionRecord, type SessionState, type SessionStore } from '../sessions/types.js';
 import { runWorkflow, type StepStatus } from '../workflow/engine.js';
 import { newSessionId, SESSION_ID_PATTERN } from '../workflow/session-id.js';
 import { rolesOf, sessionSteps, STEP, type Admit, type Location, type Reservation, type SessionWorkflowDeps } from '../workflow/session-workflows.js';
+import { sessionUsageWire } from './resource-ops.js';
 
 export const DEFAULT_PAYLOAD_BYTES = 64;
 export const DEFAULT_LIST_LIMIT = 100;
@@ -32,7 +34,7 @@ export interface SessionOpsDeps {
   labels?: Record<string, string>;
   startOrder?: SessionWorkflowDeps['startOrder'];
   /** The session's latest sampled CPU and memory (the resource tracker), shown by session.get. */
-  usage?: (session: string) => unknown;
+  usage?: (session: string) => SessionUsage | undefined;
 }
 
 interface CreateArgs {
@@ -112,8 +114,12 @@ export function sessionOps(deps: SessionOpsDeps): OpDefinition<any>[] {
       rate: { type: 'int', min: 0, max: 100_000_000 },
     },
     async handler(args, ctx) {
+      const began = performance.now();
+      const elapsed = (): number => Math.round(performance.now() - began);
       const id = newSessionId();
-      const session = { id, mode: args.mode, count: args.count, payloadBytes: args.payload_bytes ?? DEFAULT_PAYLOAD_BYTES, rate: args.rate ? args.rate : null };
+      // The default must not exceed a lowered EDGEECHO_MAX_PAYLOAD_BYTES, or omitting the arg would ask for more than asking may.
+      const payloadBytes = args.payload_bytes ?? Math.min(DEFAULT_PAYLOAD_BYTES, config.maxPayloadBytes);
+      const session = { id, mode: args.mode, count: args.count, payloadBytes, rate: args.rate ? args.rate : null };
       const slog = ctx.log.child({ session: id });
       publish(store.create(session));
       ctx.status({ session: id, step: 'session', state: 'started', elapsed_ms: 0, details: { mode: session.mode, roles: rolesOf(session.mode) } });
@@ -155,6 +161,9 @@ export function sessionOps(deps: SessionOpsDeps): OpDefinition<any>[] {
         const reason = entry.stopRequested ? 'stopped while creating' : error.message;
         slog.warn({ err: error.message, code: error.code }, 'session create rolled back');
         publish(store.transition(id, state, reason, { error: error.toWire() }));
+        // Closes the `session` step opened above, so every step a client saw start also ends.
+        const took = elapsed();
+        ctx.status({ session: id, step: 'session', state: 'failed', elapsed_ms: took, duration_ms: took, details: { state }, error: error.toWire() });
         throw error;
       } finally {
         creating.delete(id);
@@ -165,6 +174,8 @@ export function sessionOps(deps: SessionOpsDeps): OpDefinition<any>[] {
       const { event: _e, role: _r, ...probeDetails } = probe;
       const containers = rolesOf(session.mode).map((role) => values.get(STEP.create(role)) as ContainerRef);
       publish(store.transition(id, 'ready', undefined, { network, location, probe: probeDetails }));
+      const took = elapsed();
+      ctx.status({ session: id, step: 'session', state: 'done', elapsed_ms: took, duration_ms: took, details: { state: 'ready', location } });
       slog.info({ location }, 'session ready');
       return { id, location, network, containers, probe: probeDetails } satisfies SessionCreateResult;
     },
@@ -179,7 +190,7 @@ export function sessionOps(deps: SessionOpsDeps): OpDefinition<any>[] {
     handler: async (args) => {
       const view = sessionView(getRecord(args.id));
       const usage = deps.usage?.(args.id);
-      return usage ? { ...view, usage } : view;
+      return usage ? { ...view, usage: sessionUsageWire(usage) } : view;
     },
   };
 
@@ -202,23 +213,26 @@ export function sessionOps(deps: SessionOpsDeps): OpDefinition<any>[] {
     detached: true,
     args: { id: sessionId },
     async handler(args, ctx) {
+      const began = performance.now();
+      const elapsed = (): number => Math.round(performance.now() - began);
       const record = getRecord(args.id);
       const inCreate = creating.get(args.id);
       if (inCreate) {
-        ctx.status({ session: args.id, step: 'cancel create', state: 'started' });
+        ctx.status({ session: args.id, step: 'cancel create', state: 'started', elapsed_ms: 0 });
         inCreate.stopRequested = true;
         inCreate.abort.abort(new EdgeechoError('CANCELLED', `session ${args.id} was stopped while creating`));
         await inCreate.done;
-        ctx.status({ session: args.id, step: 'cancel create', state: 'done' });
+        const took = elapsed();
+        ctx.status({ session: args.id, step: 'cancel create', state: 'done', elapsed_ms: took, duration_ms: took });
         return sessionView(getRecord(args.id));
       }
       if (!TERMINAL_STATES.includes(record.state) && record.state !== 'stopping') {
         publish(store.transition(args.id, 'stopping', 'session.stop'));
       }
-      ctx.status({ session: args.id, step: 'stop', state: 'started', details: { timeout_s: config.stopTimeoutS } });
+      ctx.status({ session: args.id, step: 'stop', state: 'started', elapsed_ms: elapsed(), details: { timeout_s: config.stopTimeoutS } });
       const started = performance.now();
       const final = await finishSession(teardownDeps, args.id, TERMINAL_STATES.includes(record.state) ? {} : { state: 'stopped', reason: 'session.stop' });
-      ctx.status({ session: args.id, step: 'stop', state: 'done', duration_ms: Math.round(performance.now() - started) });
+      ctx.status({ session: args.id, step: 'stop', state: 'done', elapsed_ms: elapsed(), duration_ms: Math.round(performance.now() - started) });
       return sessionView(final);
     },
   };

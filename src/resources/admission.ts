@@ -97,7 +97,7 @@ export class Admission {
         cost.memoryBytes,
         available,
         `host has ${available} bytes of memory available, below min_free_memory ${o.minFreeMemory} (EDGEECHO_MIN_FREE_MEMORY)`,
-        { minFree: o.minFreeMemory },
+        { min_free: o.minFreeMemory },
       );
     }
     return this.hold(session, cost);

@@ -3,6 +3,8 @@
  * memory (MemAvailable), load, free disk of the data directory, and from the runtime each running session's
  * CPU and memory (container stats summed per session). The latest sample answers the `resources` op and
  * feeds admission's free-memory check. Readers are injectable so tests need neither /proc nor Docker.
+ * Fields are camelCase here, like all TypeScript; the `resources` op (src/ops/resource-ops.ts) spells them
+ * snake_case on the wire, so rename there too when a field is added.
  */
 import { readFile, statfs } from 'node:fs/promises';
 import { cpus, loadavg, totalmem } from 'node:os';

@@ -69,7 +69,7 @@ export function claims(record: SessionRecord | undefined, settings: Pick<SweepSe
   return settings.keepFailed && record.state === 'failed' && record.endedAt !== null && now - record.endedAt < settings.sessionTtlS * 1000;
 }
 
-/** Removes labelled objects nobody claims once they are older than the grace; containers before networks. */
+/** Removes labelled objects nobody claims (past the grace when no record knows them); containers before networks. */
 export async function removeUnclaimed(deps: CleanupDeps, managed: ManagedObjects, now: number): Promise<CleanupReport> {
   const owns = deps.owns ?? (() => true);
   const claimCache = new Map<string, boolean>();
@@ -82,9 +82,12 @@ export async function removeUnclaimed(deps: CleanupDeps, managed: ManagedObjects
     }
     return c;
   };
-  const graceMs = deps.settings.orphanGraceS * 1000;
+  // The grace covers objects no record knows yet (Docker can create a container and still return an error, or a
+  // create is mid-flight); objects of a finished session are garbage at once, e.g. a network whose removal failed
+  // while dockerd was restarting.
+  const graceFor = (session: string | undefined): number => (session !== undefined && deps.store.get(session) ? 0 : deps.settings.orphanGraceS * 1000);
   const report: CleanupReport = { containers: [], networks: [] };
-  const doomed = managed.containers.filter((c) => owns(c.session) && !claimed(c.session) && deps.ages.ageMs(c.id, now, c.created) >= graceMs);
+  const doomed = managed.containers.filter((c) => owns(c.session) && !claimed(c.session) && deps.ages.ageMs(c.id, now, c.created) >= graceFor(c.session));
   await Promise.all(
     doomed.map(async (c) => {
       try {
@@ -96,7 +99,7 @@ export async function removeUnclaimed(deps: CleanupDeps, managed: ManagedObjects
     }),
   );
   for (const n of managed.networks) {
-    if (!owns(n.session) || claimed(n.session) || deps.ages.ageMs(n.id, now, n.created) < graceMs) continue;
+    if (!owns(n.session) || claimed(n.session) || deps.ages.ageMs(n.id, now, n.created) < graceFor(n.session)) continue;
     // A network still holding a container that was not removed above would refuse; the next sweep retries.
     if (managed.containers.some((c) => c.session !== undefined && c.session === n.session && !doomed.includes(c))) continue;
     try {

@@ -7,9 +7,9 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { connect, EdgeechoError, type Client } from '../../src/client/index.js';
 import { dockerOrSkip } from '../support/docker.js';
-import { cleanupDaemons, labelledObjects, startDaemonProcess, type DaemonProcess } from '../support/daemon-process.js';
+import { runLabel, cleanupDaemons, labelledObjects, startDaemonProcess, type DaemonProcess } from '../support/daemon-process.js';
 
-const LABEL = 'daemon-admission';
+const LABEL = runLabel('daemon-admission');
 const docker = await dockerOrSkip('integration/daemon-admission');
 
 async function refusal(promise: Promise<unknown>): Promise<EdgeechoError> {

@@ -7,9 +7,9 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { connect, type Client } from '../../src/client/index.js';
 import { dockerOrSkip } from '../support/docker.js';
-import { cleanupDaemons, labelledObjects, startDaemonProcess, waitFor, type DaemonProcess } from '../support/daemon-process.js';
+import { runLabel, cleanupDaemons, labelledObjects, startDaemonProcess, waitFor, type DaemonProcess } from '../support/daemon-process.js';
 
-const LABEL = 'daemon-fifty-sessions';
+const LABEL = runLabel('daemon-fifty-sessions');
 const SESSIONS = 50;
 const CONCURRENT = 5;
 /** Bound on the whole run; about 30 s on a 2-core machine. */

@@ -9,9 +9,9 @@ import { connect, type Client } from '../../src/client/index.js';
 import type { StatusFrame } from '../../protocol/messages.js';
 import { RESTARTED_DURING_CREATE } from '../../src/sessions/reconcile.js';
 import { dockerOrSkip } from '../support/docker.js';
-import { cleanupDaemons, labelledObjects, startDaemonProcess, tempDataDir, waitFor, type DaemonProcess } from '../support/daemon-process.js';
+import { runLabel, cleanupDaemons, labelledObjects, startDaemonProcess, tempDataDir, waitFor, type DaemonProcess } from '../support/daemon-process.js';
 
-const LABEL = 'daemon-restart';
+const LABEL = runLabel('daemon-restart');
 const docker = await dockerOrSkip('integration/daemon-restart');
 
 interface SessionView {

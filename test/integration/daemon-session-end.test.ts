@@ -6,9 +6,9 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { connect, type Client, type StatusFrame } from '../../src/client/index.js';
 import { dockerOrSkip } from '../support/docker.js';
-import { cleanupDaemons, labelledObjects, startDaemonProcess, waitFor, type DaemonProcess } from '../support/daemon-process.js';
+import { runLabel, cleanupDaemons, labelledObjects, startDaemonProcess, waitFor, type DaemonProcess } from '../support/daemon-process.js';
 
-const LABEL = 'daemon-session-end';
+const LABEL = runLabel('daemon-session-end');
 const docker = await dockerOrSkip('integration/daemon-session-end');
 
 interface SessionView {

@@ -67,7 +67,7 @@ test('host available memory below min_free refuses even with capacity left', () 
   let available: number | null = 100 * MiB;
   const a = new Admission(options({ availableMemory: () => available }));
   const err = refusal(() => a.admit('s1', rolesFor('plain')));
-  assert.equal(err.details, { resource: 'host_memory', asked: 384 * MiB, free: 100 * MiB, minFree: 256 * MiB });
+  assert.equal(err.details, { resource: 'host_memory', asked: 384 * MiB, free: 100 * MiB, min_free: 256 * MiB });
   available = null; // not sampled yet: no basis to refuse
   a.admit('s1', rolesFor('plain'));
 });

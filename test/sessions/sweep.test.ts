@@ -84,6 +84,18 @@ test('unclaimed labelled objects are removed only after the grace; claimed ones 
   assert.ok(t.runtime.containers.has('live-stream') && t.runtime.networks.has('live-net'));
 });
 
+test('objects of a finished session go at once, without the grace (e.g. a network whose removal failed mid-restart)', async () => {
+  using t = setup({ orphanGraceS: 60 });
+  readySession(t.store, 'done', ['stream'], T0);
+  t.store.transition('done', 'failed', 'stream exited with code 143', {}, T0);
+  t.runtime.addNetwork('done', new Date(T0).toISOString());
+  t.runtime.addContainer('done', 'stream', false);
+  t.runtime.addNetwork('unknown', new Date(T0).toISOString());
+  const report = await t.sweep.tick();
+  assert.equal(report.removed, { containers: ['done-stream'], networks: ['done-net'] });
+  assert.ok(t.runtime.networks.has('unknown-net'), 'an object no record knows waits out the grace');
+});
+
 test('objects outside the owned scope are never touched', async () => {
   using t = setup({ orphanGraceS: 0 }, (s) => s?.startsWith('mine-') === true);
   t.runtime.addContainer('mine-1', 'stream');

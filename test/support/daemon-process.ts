@@ -69,6 +69,8 @@ export async function startDaemonProcess(options: DaemonProcessOptions): Promise
     EDGEECHO_OBJECT_LABELS: `${TEST_LABEL}=${options.label}`,
     ...options.env,
   };
+  // The "listening" line is how the port is learned: levels above info would hide it.
+  if (!['trace', 'debug', 'info'].includes(env.EDGEECHO_LOG_LEVEL ?? '')) env.EDGEECHO_LOG_LEVEL = 'info';
   delete env.NOTIFY_SOCKET;
   delete env.LISTEN_FDS;
   delete env.LISTEN_PID;
@@ -154,12 +156,14 @@ export async function startDaemonProcess(options: DaemonProcessOptions): Promise
     listening = await waitForLog((l) => l.msg === 'listening', options.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS);
   } catch (err) {
     await kill('SIGKILL');
+    if (!options.dataDir) rmSync(dataDir, { recursive: true, force: true });
     throw err;
   }
   const listeners = listening.listeners as Array<{ name: string; address: { port?: number } }>;
   const port = listeners.find((l) => l.name === 'tcp')?.address.port;
   if (!port) {
     await kill('SIGKILL');
+    if (!options.dataDir) rmSync(dataDir, { recursive: true, force: true });
     throw new Error(`daemon pid ${child.pid}: expected a tcp listener in the "listening" line, got ${JSON.stringify(listeners)}`);
   }
   return {
@@ -216,4 +220,9 @@ export async function waitFor<T>(what: string, probe: () => Promise<T | undefine
     if (Date.now() >= deadline) throw new Error(`expected ${what} within ${timeoutMs} ms${last ? `; last error: ${(last as Error).message}` : ''}`);
     await new Promise((r) => setTimeout(r, intervalMs));
   }
+}
+
+/** io.edgeecho.test value unique to this process, so two runs of one suite never clean up each other's objects. */
+export function runLabel(area: string): string {
+  return `${area}-${process.pid}`;
 }
