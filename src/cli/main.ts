@@ -164,13 +164,16 @@ async function exitAfterFlush(code: number): Promise<void> {
   process.exit(code);
 }
 
-/** Run directly (`node --import tsx src/cli/main.ts`) or through bin/edgeecho.js; imported by tests, it stays quiet. */
-const entry = process.argv[1] ?? '';
-if (import.meta.url === pathToFileURL(entry).href || /[\\/]bin[\\/]edgeecho(\.js)?$/.test(entry)) {
+/** The process entry: runs the command, then exits with its code once output is flushed. */
+export async function runCli(argv: string[]): Promise<void> {
   // A reader that goes away (`edgeecho decode < f | head`) is a normal end, not a crash.
   process.stdout.on('error', (err: NodeJS.ErrnoException) => {
     if (err.code === 'EPIPE') process.exit(0);
   });
-  const code = await main(process.argv.slice(2));
+  const code = await main(argv);
   if (code !== undefined) await exitAfterFlush(code);
 }
+
+// Run directly (`node --import tsx src/cli/main.ts`, the systemd unit's dist/src/cli/main.js); bin/edgeecho.js
+// calls runCli itself, whatever path npx or a symlink gives it; imported by tests, this module stays quiet.
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) await runCli(process.argv.slice(2));
