@@ -255,7 +255,7 @@ export function parseObjectLabels(text: string): Record<string, string> {
 export function settingsTable(): string {
   const rows = (Object.keys(SETTINGS) as SettingKey[]).map((key) => {
     const s: Setting = SETTINGS[key];
-    const def = key === 'dataDir' ? '`$STATE_DIRECTORY` or `~/.local/state/edgeecho`' : key === 'capacityMemory' ? '80% of host memory' : key === 'capacityCpus' ? '4 x host cores' : key === 'dockerSocket' ? '`/var/run/docker.sock`' : '`' + s.default() + '`';
+    const def = key === 'dataDir' ? '`$STATE_DIRECTORY` or `~/.local/state/edgeecho`' : key === 'capacityMemory' ? '80% of host memory' : key === 'capacityCpus' ? '4 x host cores' : key === 'dockerSocket' ? '`/var/run/docker.sock`' : s.default() === '' ? '(empty)' : '`' + s.default() + '`';
     return `| \`${s.env}\` | \`${flagName(key)}\` | ${def} | ${s.help} |`;
   });
   return ['| env | flag | default | meaning |', '|---|---|---|---|', ...rows].join('\n');
