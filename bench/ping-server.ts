@@ -4,7 +4,9 @@
  * every body back, without any dispatch. Prints {port, pid} as one JSON line, then answers "rss" on stdin.
  */
 import { createServer } from 'node:net';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { FrameSplitter, FrameWriter } from '../protocol/codec.js';
 import { loadConfig } from '../src/config.js';
 import { Daemon } from '../src/daemon/daemon.js';
@@ -29,7 +31,15 @@ if (mode === 'echo') {
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   port = (server.address() as { port: number }).port;
 } else {
-  const { config } = loadConfig({ env: {}, argv: ['--host', '127.0.0.1', '--port', '0', '--max-connections', '100000'] });
+  // The whole daemon (engine check, records, tracker, reaper, sweep), so its RSS is the real one; images are
+  // not built here (the bundle cannot find the emulator sources): run `edgeecho images build` once first.
+  const dataDir = mkdtempSync(join(tmpdir(), 'edgeecho-bench-'));
+  process.on('exit', () => rmSync(dataDir, { recursive: true, force: true }));
+  process.on('SIGTERM', () => process.exit(0));
+  const { config } = loadConfig({
+    env: {},
+    argv: ['--host', '127.0.0.1', '--port', '0', '--max-connections', '100000', '--build-images', 'false', '--data-dir', dataDir],
+  });
   const ops = await createOps(config, silentLogger);
   const daemon = new Daemon({ config, registry: ops.registry, log: silentLogger });
   port = (await daemon.listen()).tcp!.port;

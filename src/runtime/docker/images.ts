@@ -12,7 +12,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type Docker from 'dockerode';
-import { build } from 'esbuild';
 import type { Logger } from '../../log.js';
 import { PACKAGE_VERSION, type Config } from '../../config.js';
 import type { Role } from '../driver.js';
@@ -59,6 +58,8 @@ export async function bundleEmulators(outDir: string): Promise<{ files: Record<R
     const ts = join(dir, `${role}.ts`);
     entryPoints[role] = existsSync(ts) ? ts : join(dir, `${role}.js`);
   }
+  // Loaded only when bundling: a running daemon has no other use for esbuild (about 2 MB of RSS).
+  const { build } = await import('esbuild');
   await build({
     entryPoints,
     outdir: outDir,
