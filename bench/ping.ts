@@ -1,11 +1,13 @@
 /**
  * Control-plane ping: requests/s and latency over one TCP connection, one at a time and pipelined (256 in
- * flight), against the daemon and against a raw echo server using the same framing without dispatch, each in
- * its own child process (the client runs here). Runs alternate; the best of RUNS is kept for each.
+ * flight), against the daemon as shipped (the dist/edgeecho.mjs bundle) and against a raw echo server using the
+ * same framing without dispatch, each in its own child process (the client runs here). Runs alternate; the best of RUNS is kept for each.
  * Last line: one JSON object with the figures and the daemon/echo ratios.
  */
 import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
@@ -18,46 +20,97 @@ const PIPELINE = Number(process.env.BENCH_PIPELINE ?? 256);
 export interface ServerChild {
   port: number;
   pid: number;
-  /** Resident set size of the child, after a GC. */
+  /** Resident set size of the child (VmRSS from /proc/<pid>/status), once it has stopped moving. */
   rss(): Promise<number>;
   stop(): Promise<void>;
 }
 
-/**
- * The child runs plain JavaScript bundled by esbuild (dependencies left external), so its memory is the
- * daemon's and not the TypeScript loader's, as in a `npm run build` install.
- */
-async function bundleServer(): Promise<string> {
-  const { build } = await import('esbuild');
-  const root = fileURLToPath(new URL('..', import.meta.url));
-  // under dist/ (ignored, the build output): src/config.ts finds package.json from there
-  const outfile = join(root, 'dist', 'bench', 'ping-server.mjs');
-  await build({ entryPoints: [join(root, 'bench', 'ping-server.ts')], bundle: true, platform: 'node', format: 'esm', packages: 'external', outfile, logLevel: 'error' });
-  return outfile;
+const root = fileURLToPath(new URL('..', import.meta.url));
+
+/** VmRSS of any process, read here so the child needs no hook (and no --expose-gc) to be measured. */
+export function vmRssBytes(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  if (!m) throw new Error(`no VmRSS line in /proc/${pid}/status: the bench reads RSS from Linux's /proc`);
+  return Number(m[1]) * 1024;
 }
 
-export async function startServerChild(mode: 'daemon' | 'echo'): Promise<ServerChild> {
-  const script = await bundleServer();
-  const child = spawn(process.execPath, ['--expose-gc', script, mode], { stdio: ['pipe', 'pipe', 'inherit'] });
-  const lines = createInterface({ input: child.stdout });
-  const queue: Array<(line: string) => void> = [];
-  lines.on('line', (line) => queue.shift()?.(line));
-  const nextLine = (): Promise<string> => new Promise((resolve) => queue.push(resolve));
-  const first = JSON.parse(await nextLine()) as { port: number; pid: number };
+/** Samples every 250 ms until two readings differ by under 256 KB (at most 5 s): RSS as it settles, no forced GC. */
+async function settledRss(pid: number): Promise<number> {
+  let last = vmRssBytes(pid);
+  for (let i = 0; i < 20; i++) {
+    await new Promise((r) => setTimeout(r, 250));
+    const now = vmRssBytes(pid);
+    if (Math.abs(now - last) < 256 * 1024) return now;
+    last = now;
+  }
+  return last;
+}
+
+/**
+ * The daemon as shipped: `npm run build`'s bundle, rebuilt here from the current sources (about a second),
+ * run with node and nothing else, every component on (engine check, SQLite records, tracker, reaper, sweep).
+ * Images are not built (--build-images false): the bench needs no emulators.
+ */
+async function startDaemon(): Promise<ServerChild> {
+  const { bundle } = await import('../scripts/bundle.js');
+  const script = await bundle();
+  const dataDir = mkdtempSync(join(tmpdir(), 'edgeecho-bench-'));
+  const env: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('EDGEECHO_')) env[k] = v;
+  const args = ['daemon', '--host', '127.0.0.1', '--port', '0', '--data-dir', dataDir, '--build-images', 'false', '--log-level', 'info', '--max-connections', '100000'];
+  const child = spawn(process.execPath, [script, ...args], { env, stdio: ['ignore', 'pipe', 'inherit'] });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const port = await new Promise<number>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('the daemon logged no "listening" line within 30 s')), 30_000).unref();
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`the daemon exited (${code}) before listening; its log is above`));
+    });
+    // JSON logs (stdout is a pipe); drained for the daemon's whole life so its writes never block.
+    createInterface({ input: child.stdout }).on('line', (line) => {
+      if (!line.includes('"listening"')) return;
+      const entry = JSON.parse(line) as { msg: string; listeners: Array<{ address: { port?: number } }> };
+      const tcp = entry.listeners.find((l) => l.address.port !== undefined);
+      clearTimeout(timer);
+      if (tcp) resolve(tcp.address.port!);
+      else reject(new Error(`the daemon listens on no TCP port: ${line}`));
+    });
+  });
   return {
-    ...first,
-    async rss() {
-      const answer = nextLine();
-      child.stdin.write('rss\n');
-      return (JSON.parse(await answer) as { rss: number }).rss;
+    port,
+    pid: child.pid!,
+    rss: () => settledRss(child.pid!),
+    async stop() {
+      child.kill('SIGTERM');
+      await exited;
+      rmSync(dataDir, { recursive: true, force: true });
     },
+  };
+}
+
+/** The raw echo baseline: plain JavaScript bundled by esbuild (dependencies left external), like the daemon. */
+async function startEcho(): Promise<ServerChild> {
+  const { build } = await import('esbuild');
+  // under dist/ (ignored, the build output)
+  const outfile = join(root, 'dist', 'bench', 'ping-server.mjs');
+  await build({ entryPoints: [join(root, 'bench', 'ping-server.ts')], bundle: true, platform: 'node', format: 'esm', packages: 'external', outfile, logLevel: 'error' });
+  const child = spawn(process.execPath, [outfile], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const first = await new Promise<string>((resolve) => createInterface({ input: child.stdout }).once('line', resolve));
+  const { port, pid } = JSON.parse(first) as { port: number; pid: number };
+  return {
+    port,
+    pid,
+    rss: () => settledRss(pid),
     stop: () =>
       new Promise((resolve) => {
         child.once('exit', () => resolve());
         child.stdin.end();
-        child.kill('SIGTERM');
       }),
   };
+}
+
+export function startServerChild(mode: 'daemon' | 'echo'): Promise<ServerChild> {
+  return mode === 'daemon' ? startDaemon() : startEcho();
 }
 
 interface Result {

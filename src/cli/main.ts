@@ -16,15 +16,15 @@ export interface CommandEntry {
 }
 
 /**
- * Loads `./<file>.js` (its `run`/`usage`, or the CommandModule exported as `name` when one file holds several
- * commands). The specifier is computed so a command whose module another part of the tree provides later
- * does not break the type check before it lands.
+ * Loads `./<file>.js` through `load` (its `run`/`usage`, or the CommandModule exported as `name` when one file
+ * holds several commands). `load` is a literal import() so esbuild puts the module in the bundle
+ * (scripts/bundle.ts): a computed specifier would match only the .ts sources and leave the bundle without it.
  */
-function moduleCommand(file: string, name?: string): () => Promise<CommandModule> {
+function moduleCommand(file: string, load: () => Promise<object>, name?: string): () => Promise<CommandModule> {
   return async () => {
     let mod: Record<string, unknown>;
     try {
-      mod = (await import(`./${file}.js`)) as Record<string, unknown>;
+      mod = (await load()) as Record<string, unknown>;
     } catch (err) {
       const e = err as NodeJS.ErrnoException;
       if (e.code === 'ERR_MODULE_NOT_FOUND' && e.message.includes(`/cli/${file}.`)) {
@@ -68,13 +68,13 @@ export const COMMANDS: CommandEntry[] = [
       },
     }),
   },
-  { name: 'images build', summary: 'build the emulator images', load: moduleCommand('images') },
-  { name: 'session create', summary: 'create a stream session and follow its steps', load: moduleCommand('session', 'create') },
-  { name: 'session ls', summary: 'list sessions', load: moduleCommand('session', 'ls') },
-  { name: 'session get', summary: 'show one session', load: moduleCommand('session', 'get') },
-  { name: 'session stop', summary: 'stop a session', load: moduleCommand('session', 'stop') },
-  { name: 'session watch', summary: 'follow a session\'s status and events', load: moduleCommand('session', 'watch') },
-  { name: 'resources', summary: 'show node capacity and what sessions hold', load: moduleCommand('resources') },
+  { name: 'images build', summary: 'build the emulator images', load: moduleCommand('images', () => import('./images.js')) },
+  { name: 'session create', summary: 'create a stream session and follow its steps', load: moduleCommand('session', () => import('./session.js'), 'create') },
+  { name: 'session ls', summary: 'list sessions', load: moduleCommand('session', () => import('./session.js'), 'ls') },
+  { name: 'session get', summary: 'show one session', load: moduleCommand('session', () => import('./session.js'), 'get') },
+  { name: 'session stop', summary: 'stop a session', load: moduleCommand('session', () => import('./session.js'), 'stop') },
+  { name: 'session watch', summary: 'follow a session\'s status and events', load: moduleCommand('session', () => import('./session.js'), 'watch') },
+  { name: 'resources', summary: 'show node capacity and what sessions hold', load: moduleCommand('resources', () => import('./resources.js')) },
 ];
 
 function overview(commands: CommandEntry[]): string {
@@ -174,6 +174,6 @@ export async function runCli(argv: string[]): Promise<void> {
   if (code !== undefined) await exitAfterFlush(code);
 }
 
-// Run directly (`node --import tsx src/cli/main.ts`, the systemd unit's dist/src/cli/main.js); bin/edgeecho.js
+// Run directly (`node --import tsx src/cli/main.ts`, or the systemd unit's dist/edgeecho.mjs bundle); bin/edgeecho.js
 // calls runCli itself, whatever path npx or a symlink gives it; imported by tests, this module stays quiet.
 if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) await runCli(process.argv.slice(2));

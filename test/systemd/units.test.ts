@@ -71,12 +71,14 @@ const directives = (text: string): Map<string, string[]> => {
   return map;
 };
 
-test('the service runs compiled JavaScript with node, notifies readiness and keeps V8 runnable', () => {
+test('the service runs the production bundle with node, notifies readiness and keeps V8 runnable', () => {
   const service = directives(read('edgeecho.service'));
   const exec = service.get('ExecStart')![0]!;
-  assert.match(exec, /^\/usr\/bin\/node \/opt\/edgeecho\/dist\/src\/cli\/main\.js daemon$/);
+  assert.match(exec, /^\/usr\/bin\/node \/opt\/edgeecho\/dist\/edgeecho\.mjs daemon$/);
   assert.not.match(exec, /tsx/);
-  // dist/src/cli/main.js is what tsconfig.build.json makes of src/cli/main.ts.
+  // dist/edgeecho.mjs is what `npm run build` (scripts/bundle.ts) makes of src/cli/main.ts.
+  assert.match(readFileSync(join(root, 'scripts/bundle.ts'), 'utf8'), /join\(root, 'dist', 'edgeecho\.mjs'\)/);
+  assert.match(JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')).scripts.build, /scripts\/bundle\.ts/);
   assert.ok(existsSync(join(root, 'src/cli/main.ts')));
   assert.equal(service.get('Type'), ['notify']);
   assert.equal(service.get('NotifyAccess'), ['all'], 'systemd-notify runs as a child: NotifyAccess=all');

@@ -41,9 +41,10 @@ export interface ImagesResult {
 }
 
 const emulatorsDir = (): string => {
-  // The sources are bundled, so they are read from the checkout: src/runtime/docker -> repo root, or one level
-  // more when running the compiled dist/src/runtime/docker (tsc does not emit emulators/ into dist/).
-  for (const up of ['../../../emulators/', '../../../../emulators/']) {
+  // The sources are bundled, so they are read from the checkout: src/runtime/docker -> repo root, one level
+  // more when running the compiled dist/src/runtime/docker (tsc does not emit emulators/ into dist/), or one
+  // level up from the production bundle dist/edgeecho.mjs (scripts/bundle.ts).
+  for (const up of ['../../../emulators/', '../../../../emulators/', '../emulators/']) {
     const dir = fileURLToPath(new URL(up, import.meta.url));
     if (existsSync(join(dir, 'probe.ts'))) return dir;
   }
