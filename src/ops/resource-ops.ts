@@ -24,14 +24,8 @@ export interface HostWire {
   disk_total_bytes: number | null;
 }
 
-export interface EngineWire {
-  name: string;
-  reachable: boolean;
-  running: number;
-  containers: number;
-  networks: number;
-  error?: string;
-}
+/** The engine snapshot's keys are single words, already the same on the wire. */
+export type EngineWire = EngineSnapshot;
 
 export interface SessionUsageWire {
   session: string;
