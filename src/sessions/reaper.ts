@@ -140,6 +140,11 @@ export class Reaper {
     return () => this.listeners.delete(listener);
   }
 
+  /** Sessions the reaper holds bookkeeping for (exits seen, checks running): 0 when idle, or it leaks. */
+  get trackedSessions(): number {
+    return new Set([...this.exited.keys(), ...this.checks.keys()]).size;
+  }
+
   /** Finishes the session if it is ready and none of its containers runs; coalesces concurrent asks. */
   check(id: string): Promise<void> {
     const existing = this.checks.get(id);
@@ -174,7 +179,11 @@ export class Reaper {
       this.exited.delete(id);
       return;
     }
-    if (this.options.finisher.inFlight(id)) return;
+    if (this.options.finisher.inFlight(id)) {
+      // The finish removes the containers, whose destroy events land here meanwhile: drop what they recorded.
+      this.exited.delete(id);
+      return;
+    }
     const { driver } = this.options;
     const known = this.exited.get(id);
     const exited = await Promise.all(record.containers.map((c) => known?.has(c.id) || containerExited(driver, c.id)));

@@ -7,11 +7,12 @@ import { silentLogger } from '../../src/log.js';
 import type { RuntimeDriver, RuntimeEvent } from '../../src/runtime/driver.js';
 import { FakeRuntime, fakeFinish, readySession, tick, until } from './fake-runtime.js';
 
-function setup(options: { owns?: (s: string) => boolean; sleeps?: number[]; driver?: Pick<RuntimeDriver, 'events' | 'inspectContainer'> } = {}) {
+function setup(options: { owns?: (s: string) => boolean; sleeps?: number[]; driver?: Pick<RuntimeDriver, 'events' | 'inspectContainer'>; gate?: Promise<void> } = {}) {
   const runtime = new FakeRuntime();
   const store = openSessionStore(':memory:');
   const finish = fakeFinish(runtime, store);
-  const finisher = new FinishOnce(finish.fn);
+  const gate = options.gate;
+  const finisher = new FinishOnce(gate ? async (id, request) => (await gate, finish.fn(id, request)) : finish.fn);
   const sleeps = options.sleeps ?? [];
   const reaper = new Reaper({
     driver: options.driver ?? runtime,
@@ -82,6 +83,27 @@ test('a burst of exit events finishes the session once', async () => {
   await t.finisher.idle();
   for (let i = 0; i < 5; i++) await tick();
   assert.is(t.finish.calls.length, 1);
+});
+
+test('nothing is kept per session once it is finished, even for events that land while the finish runs', async () => {
+  let open!: () => void;
+  await using t = setup({ gate: new Promise<void>((r) => (open = r)) });
+  readySession(t.store, 's1', ['probe', 'stream']);
+  t.runtime.addContainer('s1', 'probe', false);
+  t.runtime.addContainer('s1', 'stream');
+  t.reaper.start();
+  await t.runtime.subscribed(1);
+  t.runtime.exit('s1-stream');
+  await until(() => t.finisher.inFlight('s1'));
+  // the finish removes the containers: their destroy events arrive while it is still running
+  t.runtime.emit({ type: 'container', action: 'destroy', id: 's1-probe', session: 's1', timeNano: 3e12 });
+  t.runtime.emit({ type: 'container', action: 'destroy', id: 's1-stream', session: 's1', timeNano: 3e12 });
+  await until(() => t.reaper.stats.events === 3);
+  open();
+  await until(() => t.store.get('s1')!.state === 'completed');
+  await t.finisher.idle();
+  for (let i = 0; i < 5; i++) await tick();
+  assert.is(t.reaper.trackedSessions, 0, 'a daemon that runs for months must not grow with every session');
 });
 
 test('a broken stream reconnects after backoff from the last event seen and catches up exits it missed', async () => {
