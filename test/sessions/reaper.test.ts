@@ -85,24 +85,24 @@ test('a burst of exit events finishes the session once', async () => {
   assert.is(t.finish.calls.length, 1);
 });
 
-test('nothing is kept per session once it is finished, even for events that land while the finish runs', async () => {
+test('nothing is kept per session finished by someone else (stop, sweep) while its destroy events arrive', async () => {
   let open!: () => void;
   await using t = setup({ gate: new Promise<void>((r) => (open = r)) });
   readySession(t.store, 's1', ['probe', 'stream']);
-  t.runtime.addContainer('s1', 'probe', false);
+  t.runtime.addContainer('s1', 'probe');
   t.runtime.addContainer('s1', 'stream');
   t.reaper.start();
   await t.runtime.subscribed(1);
-  t.runtime.exit('s1-stream');
-  await until(() => t.finisher.inFlight('s1'));
-  // the finish removes the containers: their destroy events arrive while it is still running
+  const stopped = t.finisher.run('s1', { cause: 'stop', reason: 'session.stop' });
+  // the stop removes the containers: their destroy events arrive while it is still running
   t.runtime.emit({ type: 'container', action: 'destroy', id: 's1-probe', session: 's1', timeNano: 3e12 });
   t.runtime.emit({ type: 'container', action: 'destroy', id: 's1-stream', session: 's1', timeNano: 3e12 });
-  await until(() => t.reaper.stats.events === 3);
-  open();
-  await until(() => t.store.get('s1')!.state === 'completed');
-  await t.finisher.idle();
+  await until(() => t.reaper.stats.events === 2);
   for (let i = 0; i < 5; i++) await tick();
+  open();
+  await stopped;
+  for (let i = 0; i < 5; i++) await tick();
+  assert.is(t.store.get('s1')!.state, 'stopped');
   assert.is(t.reaper.trackedSessions, 0, 'a daemon that runs for months must not grow with every session');
 });
 
