@@ -1,2 +1,0 @@
-/** Module the dispatcher loads for `edgeecho images build`; the command lives in images.ts. */
-export { run, usage } from './images.js';
