@@ -137,7 +137,9 @@ export function sessionOps(deps: SessionOpsDeps): OpDefinition<any>[] {
         config,
         admit: async (sid, roles) => {
           const reservation = await deps.admit(sid, roles);
-          reservations.set(sid, reservation);
+          // With a release hook (the daemon's admission) the session's end gives it back wherever the end comes from
+          // (reaper, sweep, stop); keeping it here too would hold one entry per session the reaper finished.
+          if (!deps.release) reservations.set(sid, reservation);
           return {
             release: () => {
               reservations.delete(sid);
