@@ -7,7 +7,9 @@
  * `npm run bench -- churn [minutes=5] [concurrency=3]`; minutes may be fractional (0.5 for a quick look).
  */
 import Docker from 'dockerode';
-import { readFileSync, rmSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { connect, type Client } from '../src/client/index.js';
 import { loadConfig, type Config } from '../src/config.js';
 import { runLabel, cleanupDaemons, labelledObjects, startDaemonProcess, TEST_LABEL, waitFor, type DaemonProcess } from '../test/support/daemon-process.js';
@@ -150,6 +152,13 @@ export default async function main(argv: string[]): Promise<void> {
       const l = await labelledObjects(docker, LABEL);
       return l.containers.length + l.networks.length === 0 ? l : undefined;
     }, 20_000).catch(() => labelledObjects(docker, LABEL));
+    if (left.containers.length + left.networks.length > 0) {
+      // What the daemon said about the leaked sessions, kept for diagnosis.
+      const sessions = new Set([...left.containers, ...left.networks].map((name) => /^edgeecho-([a-z0-9]+)-/.exec(name)?.[1] ?? name));
+      const file = join(tmpdir(), `edgeecho-churn-${process.pid}.log`);
+      writeFileSync(file, daemon.logs.filter((l) => sessions.has(String(l.session ?? ''))).map((l) => JSON.stringify(l)).join('\n') + '\n');
+      console.log(`daemon log lines of the leaked sessions: ${file}`);
+    }
     const rssEnd = rssBytes(daemon.pid);
     samples.push(rssEnd);
     const records = (await client.request<{ sessions: Array<{ id: string; state: string; error?: { message?: string } | null }> }>('session.list', { limit: 10_000 })).sessions;

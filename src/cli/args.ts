@@ -63,10 +63,12 @@ export function parseFlags<S extends Record<string, FlagSpec>>(argv: string[], s
     const eq = arg.indexOf('=');
     let name = eq === -1 ? arg.slice(2) : arg.slice(2, eq);
     let inline: string | undefined = eq === -1 ? undefined : arg.slice(eq + 1);
-    let spec: FlagSpec | undefined = specs[name];
-    if (!spec && name.startsWith('no-') && specs[name.slice(3)]?.type === 'bool' && inline === undefined) {
+    // own keys only: --constructor must not find Object.prototype.constructor
+    const specOf = (key: string): FlagSpec | undefined => (Object.hasOwn(specs, key) ? specs[key] : undefined);
+    let spec: FlagSpec | undefined = specOf(name);
+    if (!spec && name.startsWith('no-') && specOf(name.slice(3))?.type === 'bool' && inline === undefined) {
       name = name.slice(3);
-      spec = specs[name];
+      spec = specOf(name);
       inline = 'false';
     }
     if (!spec) {

@@ -7,7 +7,7 @@ import { EventEmitter } from 'node:events';
 import type { Duplex } from 'node:stream';
 import { FrameDecoder, FrameWriter } from '../../protocol/codec.js';
 import { EdgeechoError, type WireError } from '../../protocol/errors.js';
-import { SUPPORTED_PROTOCOLS, type EventFrame, type Greeting, type RequestId, type StatusFrame } from '../../protocol/messages.js';
+import { describe, SUPPORTED_PROTOCOLS, type EventFrame, type Greeting, type RequestId, type StatusFrame } from '../../protocol/messages.js';
 import { Call } from './call.js';
 import { createTlsSocketFactory, type ClientTlsOptions } from './tls.js';
 import { createNetSocket, DEFAULT_CONNECT_TIMEOUT_MS, describeTarget, type ConnectTarget, type CreateSocket } from './transport.js';
@@ -393,7 +393,7 @@ export class Client extends EventEmitter<ClientEvents> {
       } else if (frame.kind === 'error') {
         // Refusals before the greeting (connection limit, shutting down) come as an error frame with id null.
         this.onGreeting = null;
-        deliver(EdgeechoError.fromWire(frame.error as WireError));
+        deliver(wireErrorOf(frame));
       } else {
         this.emit('unmatched', frame, new EdgeechoError('BAD_FRAME', `expected the greeting first, got kind ${String(frame.kind)}`));
       }
@@ -405,7 +405,7 @@ export class Client extends EventEmitter<ClientEvents> {
     }
     const call = this.inflight.get(frame.id as RequestId);
     if (!call) {
-      const error = frame.kind === 'error' ? EdgeechoError.fromWire(frame.error as WireError) : undefined;
+      const error = frame.kind === 'error' ? wireErrorOf(frame) : undefined;
       this.emit('unmatched', frame, error);
       return;
     }
@@ -419,7 +419,7 @@ export class Client extends EventEmitter<ClientEvents> {
         break;
       case 'error':
         this.inflight.delete(call.id);
-        call.reject(EdgeechoError.fromWire(frame.error as WireError));
+        call.reject(wireErrorOf(frame));
         break;
       default:
         this.emit('unmatched', frame, new EdgeechoError('BAD_FRAME', `unknown frame kind ${String(frame.kind)} for request ${String(call.id)}`));
@@ -441,6 +441,15 @@ export class Client extends EventEmitter<ClientEvents> {
     }
     void this.closedPromise.then(() => this.emit('close', byClient ? undefined : error));
   }
+}
+
+/** The error an error frame carries; a malformed one must not throw out of the socket's data listener. */
+function wireErrorOf(frame: Record<string, unknown>): EdgeechoError {
+  const wire = frame.error as Partial<WireError> | null | undefined;
+  if (wire !== null && typeof wire === 'object' && typeof wire.code === 'string' && typeof wire.message === 'string') {
+    return EdgeechoError.fromWire(wire as WireError);
+  }
+  return new EdgeechoError('BAD_FRAME', `expected an error frame's error to be a map {code, message}, got ${describe(wire)}`);
 }
 
 function cancelReason(reason: unknown, id: RequestId, op: string): EdgeechoError {

@@ -352,7 +352,8 @@ export class Connection implements CoreControl {
 
   private runCheckedArgs(request: Request, def: OpDefinition<any>): void {
     const { id } = request;
-    if (this.inflight.size >= this.shared.limits.maxInflight) {
+    // cancel is how a client at the limit makes room; it settles within a microtask, so it cannot pile up
+    if (this.inflight.size >= this.shared.limits.maxInflight && def.name !== 'cancel') {
       const limit = this.shared.limits.maxInflight;
       this.sendError(id, new EdgeechoError('RESOURCE_EXHAUSTED', `${limit} requests already in flight on this connection; limit is ${limit} (EDGEECHO_MAX_INFLIGHT)`, { limit }));
       return;
@@ -384,15 +385,23 @@ export class Connection implements CoreControl {
     entry.done = true;
     this.inflight.delete(entry.id);
     this.lastActivity = this.shared.clock.now();
-    if (entry.abortedWith) {
-      // cancelled or cut off at the shutdown deadline: that is the terminal, however the handler settled
-      this.sendError(entry.id, entry.abortedWith);
-    } else if (failed) {
-      const error = EdgeechoError.from(value);
-      if (error.code === 'INTERNAL') entry.log.error({ err: value }, 'op failed unexpectedly');
-      this.sendError(entry.id, error);
-    } else {
-      this.send({ id: entry.id, kind: 'result', data: value === undefined ? null : value });
+    try {
+      if (entry.abortedWith) {
+        // cancelled or cut off at the shutdown deadline: that is the terminal, however the handler settled
+        this.sendError(entry.id, entry.abortedWith);
+      } else if (failed) {
+        const error = EdgeechoError.from(value);
+        if (error.code === 'INTERNAL') entry.log.error({ err: value }, 'op failed unexpectedly');
+        this.sendError(entry.id, error);
+      } else {
+        this.send({ id: entry.id, kind: 'result', data: value === undefined ? null : value });
+      }
+    } catch (err) {
+      // an op handing back what msgpack cannot carry (a bigint past 64 bits, a cycle) must still answer, and
+      // must not throw out of this promise callback (an unhandled rejection ends the daemon)
+      const reason = err instanceof Error ? err.message : String(err);
+      entry.log.error({ err }, 'terminal frame cannot be encoded');
+      this.sendError(entry.id, new EdgeechoError('INTERNAL', `the answer to request ${JSON.stringify(entry.id)} cannot be encoded as msgpack: ${reason}`));
     }
     if (this.inflight.size === 0 && this.emptyWaiters.length > 0) {
       const waiters = this.emptyWaiters;

@@ -63,7 +63,7 @@ export async function createOps(config: Config, log: Logger): Promise<Ops> {
     const ages = new ObjectAges();
 
     await reconcile({ driver, store, finisher, settings: config, log: sessionLog, admission, ages });
-    const reaper = new Reaper({ driver, store, finisher, log: sessionLog });
+    const reaper = new Reaper({ driver, store, finisher, log: sessionLog, bus });
     reaper.start();
     closers.unshift(() => reaper.stop());
     const sweep = new Sweep({ driver, store, finisher, settings: config, cron: config.sweepCron, log: sessionLog, ages, admission });

@@ -158,11 +158,18 @@ export function sessionOps(deps: SessionOpsDeps): OpDefinition<any>[] {
       try {
         values = await run;
       } catch (err) {
-        const error = EdgeechoError.from(err);
-        const state: SessionState = entry.stopRequested ? 'stopped' : 'failed';
+        let error = EdgeechoError.from(err);
+        let state: SessionState = entry.stopRequested ? 'stopped' : 'failed';
         const reason = entry.stopRequested ? 'stopped while creating' : error.message;
         slog.warn({ err: error.message, code: error.code }, 'session create rolled back');
-        publish(store.transition(id, state, reason, { error: error.toWire() }));
+        const current = store.get(id);
+        if (current && TERMINAL_STATES.includes(current.state)) {
+          // Finished meanwhile from elsewhere (the sweep's TTL): that outcome stands and is the one to report.
+          state = current.state;
+          if (current.error) error = EdgeechoError.fromWire(current.error);
+        } else {
+          publish(store.transition(id, state, reason, { error: error.toWire() }));
+        }
         // Closes the `session` step opened above, so every step a client saw start also ends.
         const took = elapsed();
         ctx.status({ session: id, step: 'session', state: 'failed', elapsed_ms: took, duration_ms: took, details: { state }, error: error.toWire() });

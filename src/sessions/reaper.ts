@@ -7,6 +7,7 @@
 import type { Logger } from 'pino';
 import type { WireError } from '../../protocol/errors.js';
 import type { RuntimeDriver, RuntimeEvent } from '../runtime/driver.js';
+import type { SessionBus } from './events.js';
 import { finishSession, type SessionOutcome, type TeardownDeps } from './teardown.js';
 import type { SessionRecord, SessionStore } from './types.js';
 
@@ -77,6 +78,8 @@ export interface ReaperOptions {
   store: Pick<SessionStore, 'get' | 'list'>;
   finisher: FinishOnce;
   log: Logger;
+  /** Session updates: a session turning ready is checked again if its containers were seen exiting during create. */
+  bus?: Pick<SessionBus, 'subscribe'>;
   /** Sessions this reaper is responsible for (default all); tests sharing an engine narrow it. */
   owns?: (session: string) => boolean;
   backoff?: { initialMs: number; maxMs: number };
@@ -118,17 +121,26 @@ export class Reaper {
   /** Containers seen dying, per session: saves inspecting them again (inspect is slow while the engine cleans up). */
   private readonly exited = new Map<string, Set<string>>();
   private readonly listeners = new Set<(e: { type: 'connected' | 'stream-error'; error?: Error }) => void>();
+  private unsubscribeBus: (() => void) | null = null;
 
   constructor(private readonly options: ReaperOptions) {
     this.owns = options.owns ?? (() => true);
   }
 
   start(): void {
+    // No event may follow exits seen while the session was still creating: its turning ready is the cue.
+    this.unsubscribeBus ??=
+      this.options.bus?.subscribe(null, (update) => {
+        if (update.state === 'ready' && update.record && this.exited.has(update.id)) {
+          this.check(update.id).catch((err: Error) => this.options.log.warn({ session: update.id, err: err.message }, 'reaper check failed'));
+        }
+      }) ?? null;
     this.loop ??= this.follow();
   }
 
   /** Stops following events; sessions keep running. */
   async stop(): Promise<void> {
+    this.unsubscribeBus?.();
     this.controller.abort();
     await this.loop;
     await Promise.allSettled([...this.checks.values()].map((c) => c.done));
@@ -176,7 +188,8 @@ export class Reaper {
   private async checkOnce(id: string): Promise<void> {
     const record = this.options.store.get(id);
     if (!record || !shouldReap(record)) {
-      this.exited.delete(id);
+      // Kept while creating, for the check when it turns ready; its rollback's destroy events clear it otherwise.
+      if (record?.state !== 'creating') this.exited.delete(id);
       return;
     }
     if (this.options.finisher.inFlight(id)) {

@@ -65,15 +65,16 @@ export async function reconcile(options: ReconcileOptions): Promise<ReconcileRep
           report.rolledBack.push(record.id);
           log1.warn(RESTARTED_DURING_CREATE);
         }
+      } else if (record.state === 'stopping') {
+        // Before the vanished check: a stop interrupted after removing its containers has nothing left to find.
+        await finisher.run(record.id, { cause: 'stop', reason: 'stop completed after daemon restart' });
+        report.stopped.push(record.id);
       } else if (containers.length === 0) {
         await removeObjects(driver, [], networks, record, log1);
         const error: WireError = { code: 'RUNTIME_UNAVAILABLE', message: `${VANISHED}; expected ${record.containers.length} containers, found none`, details: { expected: record.containers.map((c) => c.name) } };
         store.transition(record.id, 'failed', VANISHED, { error });
         report.vanished.push(record.id);
         log1.warn(VANISHED);
-      } else if (record.state === 'stopping') {
-        await finisher.run(record.id, { cause: 'stop', reason: 'stop completed after daemon restart' });
-        report.stopped.push(record.id);
       } else if (containers.some((c) => c.running)) {
         adopt(options, record, containers);
         report.adopted.push(record.id);

@@ -176,6 +176,10 @@ export class Sweep {
     const { driver, store, finisher, settings, log } = this.options;
     const now = this.now();
     const report: SweepReport = { finished: [], expired: [], removed: { containers: [], networks: [] }, pruned: 0 };
+    // Read before the listing: a session turning ready while the engine answers would otherwise be judged on a
+    // listing taken before its containers started, and be finished (or failed as vanished) at birth.
+    const live = store.list({ states: LIVE_STATES }).filter((r) => this.owns(r.id));
+    this.options.admission?.retain(new Set(live.map((r) => r.id)));
     let managed: ManagedObjects | null = null;
     try {
       managed = await driver.listManaged();
@@ -183,8 +187,6 @@ export class Sweep {
       report.runtimeError = (err as Error).message;
       log.warn({ err: report.runtimeError }, 'sweep cannot list runtime objects; only pruning records');
     }
-    const live = store.list({ states: LIVE_STATES }).filter((r) => this.owns(r.id));
-    this.options.admission?.retain(new Set(live.map((r) => r.id)));
     if (managed) {
       const running = new Set(managed.containers.filter((c) => c.running).map((c) => c.id));
       const present = new Set(managed.containers.map((c) => c.id));

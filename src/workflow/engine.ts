@@ -134,6 +134,7 @@ export async function runWorkflow(steps: readonly Step<any>[], options: Workflow
     pending.delete(step.name);
     const started = now();
     emit({ step: step.name, state: 'started', elapsed_ms: elapsed() });
+    let settled = false;
     const done = (async () => {
       try {
         const value = await step.run(ctx);
@@ -149,11 +150,13 @@ export async function runWorkflow(steps: readonly Step<any>[], options: Workflow
         emit({ step: step.name, state: 'failed', elapsed_ms: elapsed(), duration_ms: Math.round(now() - started), error: error.toWire() });
         fail(error, step.name);
       } finally {
+        settled = true;
         running.delete(step.name);
         wake?.();
       }
     })();
-    running.set(step.name, done);
+    // A run that throws synchronously has settled already; entering it now would leave it running forever.
+    if (!settled) running.set(step.name, done);
   };
 
   try {

@@ -11,6 +11,7 @@ import {
   LABEL_ROLE,
   LABEL_SESSION,
   type ContainerRef,
+  type ContainerState,
   type NetworkRef,
   type ReadyInfo,
   type Role,
@@ -160,8 +161,14 @@ export function sessionSteps(session: NewSession, deps: SessionWorkflowDeps): St
       {
         name: STEP.start(role),
         after: [STEP.create(role), ...(upstream && startOrder !== 'parallel' ? [startOrder === 'after-ready' ? STEP.ready(upstream) : STEP.start(upstream)] : [])],
-        run: (ctx) => driver.startContainer(ctx.result<ContainerRef>(STEP.create(role)).id),
-      } satisfies Step<void>,
+        run: async (ctx) => {
+          const id = ctx.result<ContainerRef>(STEP.create(role)).id;
+          await driver.startContainer(id);
+          // The published port is read back at once: a short segmented session can relay everything and exit before
+          // the location step, and an exited container no longer shows its port.
+          return role === 'stream' ? (await driver.inspectContainer(id)).published : undefined;
+        },
+      } satisfies Step<ContainerState['published']>,
       {
         name: STEP.ready(role),
         after: [STEP.start(role), ...(upstream ? [STEP.ready(upstream)] : [])],
@@ -176,12 +183,12 @@ export function sessionSteps(session: NewSession, deps: SessionWorkflowDeps): St
     after: [STEP.ready('stream')],
     run: async (ctx) => {
       const stream = ctx.result<ContainerRef>(STEP.create('stream'));
-      const state = await driver.inspectContainer(stream.id);
-      if (!state.published) {
+      const published = ctx.result<ContainerState['published']>(STEP.start('stream')) ?? (await driver.inspectContainer(stream.id)).published;
+      if (!published) {
         throw new Error(`stream server ${stream.name} has no published port after start; expected ${STREAM_PORT}/tcp on ${config.publishHost} (EDGEECHO_PUBLISH_HOST)`);
       }
-      const host = state.published.host === '0.0.0.0' || state.published.host === '::' || !state.published.host ? config.publishHost : state.published.host;
-      return { host, port: state.published.port };
+      const host = published.host === '0.0.0.0' || published.host === '::' || !published.host ? config.publishHost : published.host;
+      return { host, port: published.port };
     },
     details: (location) => ({ location }),
   } satisfies Step<Location>);

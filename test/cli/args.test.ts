@@ -41,4 +41,11 @@ test('connection: token read (and trimmed) from --token-file or EDGEECHO_TOKEN_F
   }
 });
 
+test('flags: names of Object.prototype members are unknown flags, not values', () => {
+  for (const name of ['constructor', 'toString', '__proto__', 'hasOwnProperty']) {
+    assert.throws(() => parse([`--${name}`, 'x']), (e: unknown) => e instanceof UsageError && /unknown flag/.test(e.message), name);
+    assert.throws(() => parse([`--no-${name}`]), (e: unknown) => e instanceof UsageError && /unknown flag/.test(e.message), `no-${name}`);
+  }
+});
+
 test.run();

@@ -50,6 +50,23 @@ test('max in-flight: the request over the limit gets RESOURCE_EXHAUSTED, the oth
   }
 });
 
+test('max in-flight: a cancel still runs when the connection is at the limit', async () => {
+  const d = await startDaemon({ maxInflight: 2 }, [holdOp]);
+  const c = await WireClient.ready(d.port);
+  try {
+    for (let i = 0; i < 2; i++) c.send({ id: i, op: 'hold', args: { ms: 10_000 } });
+    const cancel = await c.request({ id: 'cancel-0', op: 'cancel', args: { target: 0 } });
+    assert.is(cancel.kind, 'result', JSON.stringify(cancel));
+    assert.equal(cancel.data, { cancelled: true });
+    assert.is((await c.waitFor((f) => f.id === 0 && f.kind === 'error')).error.code, 'CANCELLED');
+    c.send({ id: 'cancel-1', op: 'cancel', args: { target: 1 } });
+    assert.is((await c.waitFor((f) => f.id === 1 && f.kind === 'error')).error.code, 'CANCELLED');
+  } finally {
+    c.close();
+    await d.stop();
+  }
+});
+
 test('max connections: one over the limit gets RESOURCE_EXHAUSTED instead of the greeting, then close', async () => {
   const d = await startDaemon({ maxConnections: 2 });
   const a = await WireClient.ready(d.port);

@@ -184,4 +184,31 @@ test('ping is answered in request order with unique ids under pipelining', async
   }
 });
 
+test('a result that cannot be encoded still gets one terminal (INTERNAL), frees its id and does not crash the daemon', async () => {
+  const unencodable: OpDefinition = {
+    name: 'unencodable',
+    summary: 'test: resolves with a value msgpack cannot carry',
+    args: {},
+    handler: async () => ({ huge: 2n ** 70n }),
+  };
+  const rejections: unknown[] = [];
+  const onRejection = (reason: unknown): void => void rejections.push(reason);
+  process.on('unhandledRejection', onRejection);
+  const d = await startDaemon({}, [unencodable]);
+  const c = await WireClient.ready(d.port);
+  try {
+    const answer = await c.request({ id: 7, op: 'unencodable' }, 1000);
+    assert.is(answer.kind, 'error');
+    assert.is(answer.error.code, 'INTERNAL');
+    assert.is(c.frames.filter((f) => f.id === 7).length, 1, 'exactly one terminal');
+    assert.is((await c.request({ id: 8, op: 'ping' })).kind, 'result');
+    await sleep(20);
+    assert.equal(rejections, []);
+  } finally {
+    process.off('unhandledRejection', onRejection);
+    c.close();
+    await d.stop();
+  }
+});
+
 test.run();

@@ -6,7 +6,7 @@ import { loadConfig } from '../../src/config.js';
 import { silentLogger } from '../../src/log.js';
 import { SessionBus } from '../../src/sessions/events.js';
 import { openSessionStore } from '../../src/sessions/sqlite-store.js';
-import { sessionOps } from '../../src/ops/session-ops.js';
+import { finishSession, sessionOps } from '../../src/ops/session-ops.js';
 import { EdgeechoError } from '../../protocol/errors.js';
 import type { Role } from '../../src/runtime/driver.js';
 
@@ -56,6 +56,22 @@ test('create: plain session result, record and step order', async () => {
   assert.equal(stream.labels['io.edgeecho.role'], 'stream');
 });
 
+test('create: a short segmented session that relays everything and exits before the location step still gets its location', async () => {
+  const { ops, store, driver } = setup();
+  const waitReady = driver.waitReady.bind(driver);
+  driver.waitReady = async (id, options) => {
+    const info = await waitReady(id, options);
+    // segmentation connected while the stream started: 10 frames went through and the stream server exited
+    // right after printing its ready line, before the location step could look
+    const c = driver.containers.get(id);
+    if (c?.role === 'stream') c.running = false;
+    return info;
+  };
+  const r = await callOp(ops, 'session.create', { mode: 'segmented', count: 10 }, opContext());
+  assert.equal(r.location, { host: '127.0.0.1', port: 49153 });
+  assert.is(store.get(r.id)!.state, 'ready');
+});
+
 test('create: arguments are bounded by config', async () => {
   const { ops } = setup();
   assert.match((await fails(callOp(ops, 'session.create', { mode: 'plain', count: 1001 }))).message, 'args.count');
@@ -98,6 +114,27 @@ test('stop during create cancels it; the session ends stopped and removed', asyn
   assert.is(store.get(id)!.state, 'stopped');
   assert.is(driver.containers.size, 0);
   open();
+});
+
+test('a create whose session the sweep failed meanwhile (TTL) reports that outcome, not a CONFLICT', async () => {
+  const { ops, driver, store, bus } = setup();
+  let open!: () => void;
+  driver.readyGate = new Promise((r) => (open = r));
+  const ctx = opContext();
+  const creating = fails(callOp(ops, 'session.create', { mode: 'plain', count: 1 }, ctx));
+  while (!driver.calls.includes('waitReady probe')) await new Promise((r) => setImmediate(r));
+  const id = String(ctx.statuses[0]!.session);
+  const ttl = { code: 'TIMEOUT' as const, message: 'session still creating after its TTL of 10 s (EDGEECHO_SESSION_TTL_S)' };
+  await finishSession({ driver, store, bus, log: silentLogger, config }, id, { state: 'failed', reason: ttl.message, error: ttl });
+  open();
+  const err = await creating;
+  assert.is(err.code, 'TIMEOUT');
+  const record = store.get(id)!;
+  assert.is(record.state, 'failed');
+  assert.is(record.error!.code, 'TIMEOUT');
+  assert.equal(ctx.statuses.at(-1), { ...ctx.statuses.at(-1), step: 'session', state: 'failed' });
+  assert.is(driver.containers.size, 0);
+  assert.is(driver.networks.size, 0);
 });
 
 test('stop and watch: the watcher gets the terminal state with final stats; stopping again only cleans up', async () => {

@@ -68,6 +68,37 @@ test('exits during create, of sessions not owned, and of unknown sessions are ig
   assert.is(t.store.get('theirs')!.state, 'ready');
 });
 
+test('a session whose containers all exited while it was still creating is finished once it turns ready', async () => {
+  const bus = new SessionBus();
+  const runtime = new FakeRuntime();
+  const store = openSessionStore(':memory:');
+  const finish = fakeFinish(runtime, store);
+  const reaper = new Reaper({ driver: runtime, store, finisher: new FinishOnce(finish.fn), log: silentLogger, bus, sleep: async () => undefined, nowS: () => 1_000, nowMs: () => 0 });
+  try {
+    store.create({ id: 'quick', mode: 'plain', count: 1, payloadBytes: 1, rate: null });
+    for (const role of ['probe', 'stream'] as const) {
+      store.putContainer('quick', { id: `quick-${role}`, name: `edgeecho-quick-${role}`, role, startedAt: null, finishedAt: null, exitCode: null, stats: null });
+      runtime.addContainer('quick', role);
+    }
+    reaper.start();
+    await runtime.subscribed(1);
+    // A short session can run to its end between the last ready line and the create recording it ready.
+    runtime.exit('quick-probe');
+    runtime.exit('quick-stream');
+    await until(() => reaper.stats.events === 2);
+    for (let i = 0; i < 5; i++) await tick();
+    assert.is(finish.calls.length, 0);
+    const record = store.transition('quick', 'ready');
+    bus.publish({ id: 'quick', state: 'ready', record });
+    await until(() => store.get('quick')!.state === 'completed');
+    assert.equal(finish.calls, [{ id: 'quick', request: { cause: 'exited' } }]);
+    await until(() => reaper.trackedSessions === 0);
+  } finally {
+    await reaper.stop();
+    store.close();
+  }
+});
+
 test('a burst of exit events finishes the session once', async () => {
   await using t = setup();
   readySession(t.store, 's1', ['probe', 'stream']);

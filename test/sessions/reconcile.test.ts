@@ -66,6 +66,18 @@ test('ready sessions whose containers all exited meanwhile are finished, stops i
   assert.equal(t.finish.calls.map((c) => c.request.cause).sort(), ['exited', 'stop']);
 });
 
+test('a stop interrupted after its containers were removed ends stopped, not failed as vanished', async () => {
+  using t = setup();
+  readySession(t.store, 'halfway', ['stream']);
+  t.store.transition('halfway', 'stopping', 'session.stop');
+  t.runtime.addNetwork('halfway');
+  const report = await t.run();
+  assert.equal(report.stopped, ['halfway']);
+  assert.equal(report.vanished, []);
+  assert.is(t.store.get('halfway')!.state, 'stopped');
+  assert.is(t.runtime.networks.size, 0);
+});
+
 test('a create caught without its full set of containers is rolled back and failed', async () => {
   using t = setup();
   creating(t, 'half', 'segmented');

@@ -46,6 +46,27 @@ test('a ready session whose containers all exited without an event is finished',
   assert.match(t.store.get('vanished')!.error!.message, /containers vanished/);
 });
 
+test('a session that becomes ready while the runtime is being listed is not finished from the stale listing', async () => {
+  using t = setup();
+  t.store.create({ id: 'fresh', mode: 'plain', count: 10, payloadBytes: 64, rate: null }, T0);
+  const list = t.runtime.listManaged.bind(t.runtime);
+  t.runtime.listManaged = async () => {
+    const snapshot = await list();
+    // The create finishes while the engine answers: its containers start and the record turns ready.
+    for (const role of ['probe', 'stream'] as const) {
+      t.runtime.addContainer('fresh', role);
+      t.store.putContainer('fresh', { id: `fresh-${role}`, name: `edgeecho-fresh-${role}`, role, startedAt: null, finishedAt: null, exitCode: null, stats: null }, T0);
+    }
+    t.store.transition('fresh', 'ready', undefined, undefined, T0);
+    return snapshot;
+  };
+  const report = await t.sweep.tick();
+  assert.equal(report.finished, []);
+  assert.is(t.finish.calls.length, 0);
+  assert.is(t.store.get('fresh')!.state, 'ready');
+  assert.ok(t.runtime.containers.has('fresh-stream'));
+});
+
 test('a session past the TTL is failed with the reason, in any live state', async () => {
   using t = setup({ sessionTtlS: 60 });
   readySession(t.store, 'old', ['stream'], T0);

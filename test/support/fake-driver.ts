@@ -69,7 +69,8 @@ export class FakeDriver implements RuntimeDriver {
   async inspectContainer(id: string): Promise<ContainerState> {
     const c = this.get(id);
     const state: ContainerState = { id, name: c.name, role: c.role, session: c.session, running: c.running, status: c.running ? 'running' : 'exited', exitCode: c.exitCode, oomKilled: false, startedAt: null, finishedAt: null };
-    if (c.publish) state.published = { host: c.publish.hostIp, port: 49153 };
+    // As Docker: an exited container no longer shows its published port.
+    if (c.publish && c.running) state.published = { host: c.publish.hostIp, port: 49153 };
     return state;
   }
   async logs(id: string): Promise<string> {

@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { runWorkflow, WorkflowError, type Step, type StepStatus } from '../../src/workflow/engine.js';
@@ -203,6 +204,25 @@ test('a throwing status callback does not change the outcome', async () => {
     },
   });
   assert.is(values.get('a'), 'a');
+});
+
+test('a step whose run throws synchronously fails the workflow instead of hanging it', () => {
+  // In a child process: a regression spins on microtasks, which no timer in this process could interrupt.
+  const engine = new URL('../../src/workflow/engine.ts', import.meta.url).href;
+  const code = `const { runWorkflow } = await import(${JSON.stringify(engine)});
+const undone = [];
+const steps = [
+  { name: 'a', run: async () => 1, undo: { name: 'undo a', run: async () => void undone.push('a') } },
+  { name: 'b', after: ['a'], run: (ctx) => ctx.result('c') },
+];
+const err = await runWorkflow(steps).then(() => null, (e) => e);
+process.stdout.write(JSON.stringify({ message: err && err.message, undone }));`;
+  const child = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], { timeout: 20_000, encoding: 'utf8' });
+  assert.is(child.signal, null, 'the workflow hung (the child was killed at the 20 s timeout)');
+  assert.is(child.status, 0, child.stderr);
+  const out = JSON.parse(child.stdout) as { message: string; undone: string[] };
+  assert.match(out.message, 'step b: workflow step "c" has no result yet');
+  assert.equal(out.undone, ['a']);
 });
 
 test.run();
