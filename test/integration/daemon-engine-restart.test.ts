@@ -18,7 +18,7 @@ import type Docker from 'dockerode';
 import { connect, type Client } from '../../src/client/index.js';
 import { LABEL_ROLE, LABEL_SESSION } from '../../src/runtime/driver.js';
 import { dockerOrSkip } from '../support/docker.js';
-import { runLabel, cleanupDaemons, labelledObjects, startDaemonProcess, waitFor, type DaemonProcess } from '../support/daemon-process.js';
+import { runLabel, cleanupDaemons, startDaemonProcess, waitFor, noneLeft as sharedNoneLeft, type DaemonProcess, type SessionView } from '../support/daemon-process.js';
 
 const LABEL = runLabel('daemon-engine-restart');
 const ENGINE_SOCKET = process.env.EDGEECHO_DOCKER_SOCKET ?? '/var/run/docker.sock';
@@ -27,12 +27,6 @@ const DOCKERD_LOG = '/tmp/dockerd.log';
 const RUN_DOCKERD_RESTART = process.env.EDGEECHO_REQUIRE_DOCKER === '1' || process.env.EDGEECHO_TEST_DOCKERD_RESTART === '1';
 const docker = await dockerOrSkip('integration/daemon-engine-restart');
 
-interface SessionView {
-  id: string;
-  state: string;
-  error?: { code: string; message: string } | null;
-  containers: Array<{ role: string; exit_code: number | null; stats: Record<string, unknown> | null }>;
-}
 
 /** A unix socket relaying every connection to the engine's; `cut` drops them all and stops accepting. */
 class EngineRelay {
@@ -73,10 +67,7 @@ async function sessionContainers(docker: Docker, id: string): Promise<Array<{ id
   return list.map((c) => ({ id: c.Id, role: c.Labels[LABEL_ROLE] ?? '' }));
 }
 
-const noneLeft = (ids: string[]) => async (): Promise<true | undefined> => {
-  const left = await labelledObjects(docker!, LABEL, ids);
-  return left.containers.length + left.networks.length === 0 ? true : undefined;
-};
+const noneLeft = (ids: string[]) => sharedNoneLeft(docker!, LABEL, ids);
 
 if (docker) {
   test('engine connection cut while a session runs and its containers die meanwhile: reconnects, records failed, removes everything', async () => {

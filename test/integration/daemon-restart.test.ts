@@ -9,23 +9,13 @@ import { connect, type Client } from '../../src/client/index.js';
 import type { StatusFrame } from '../../protocol/messages.js';
 import { RESTARTED_DURING_CREATE } from '../../src/sessions/reconcile.js';
 import { dockerOrSkip } from '../support/docker.js';
-import { runLabel, cleanupDaemons, labelledObjects, startDaemonProcess, tempDataDir, waitFor, type DaemonProcess } from '../support/daemon-process.js';
+import { runLabel, cleanupDaemons, labelledObjects, startDaemonProcess, tempDataDir, waitFor, noneLeft as sharedNoneLeft, type DaemonProcess, type SessionView } from '../support/daemon-process.js';
 
 const LABEL = runLabel('daemon-restart');
 const docker = await dockerOrSkip('integration/daemon-restart');
 
-interface SessionView {
-  id: string;
-  state: string;
-  error?: { code: string; message: string } | null;
-  transitions: Array<{ state: string; reason?: string }>;
-  containers: Array<{ role: string; exit_code: number | null; stats: Record<string, unknown> | null }>;
-}
 
-const noneLeft = (ids: string[]) => async (): Promise<true | undefined> => {
-  const left = await labelledObjects(docker!, LABEL, ids);
-  return left.containers.length + left.networks.length === 0 ? true : undefined;
-};
+const noneLeft = (ids: string[]) => sharedNoneLeft(docker!, LABEL, ids);
 
 if (docker) {
   test('kill -9 during create: the restarted daemon rolls the session back (or adopts it whole) and leaves nothing', async () => {

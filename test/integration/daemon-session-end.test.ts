@@ -6,22 +6,13 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { connect, type Client, type StatusFrame } from '../../src/client/index.js';
 import { dockerOrSkip } from '../support/docker.js';
-import { runLabel, cleanupDaemons, labelledObjects, startDaemonProcess, waitFor, type DaemonProcess } from '../support/daemon-process.js';
+import { runLabel, cleanupDaemons, startDaemonProcess, waitFor, noneLeft as sharedNoneLeft, type DaemonProcess, type SessionView } from '../support/daemon-process.js';
 
 const LABEL = runLabel('daemon-session-end');
 const docker = await dockerOrSkip('integration/daemon-session-end');
 
-interface SessionView {
-  id: string;
-  state: string;
-  transitions: Array<{ state: string; reason?: string }>;
-  containers: Array<{ role: string; exit_code: number | null; stats: Record<string, unknown> | null }>;
-}
 
-const noneLeft = (ids: string[]) => async (): Promise<true | undefined> => {
-  const left = await labelledObjects(docker!, LABEL, ids);
-  return left.containers.length + left.networks.length === 0 ? true : undefined;
-};
+const noneLeft = (ids: string[]) => sharedNoneLeft(docker!, LABEL, ids);
 
 if (docker) {
   let daemon: DaemonProcess | undefined;

@@ -190,6 +190,21 @@ export async function labelledObjects(docker: Docker, label: string, sessions?: 
   return { containers, networks };
 }
 
+/** The session view as session.get/watch answer it, the fields these tests read. */
+export interface SessionView {
+  id: string;
+  state: string;
+  error?: { code: string; message: string } | null;
+  transitions: Array<{ state: string; reason?: string }>;
+  containers: Array<{ role: string; exit_code: number | null; stats: Record<string, unknown> | null }>;
+}
+
+/** A waitFor condition: true once no container or network of these sessions (under this label) is left. */
+export const noneLeft = (docker: Docker, label: string, ids: string[]) => async (): Promise<true | undefined> => {
+  const left = await labelledObjects(docker, label, ids);
+  return left.containers.length + left.networks.length === 0 ? true : undefined;
+};
+
 /** Removes every object carrying io.edgeecho.test=<label>: only this label's owner creates those. */
 export async function removeLabelled(docker: Docker, label: string): Promise<void> {
   const filters = { label: [`${TEST_LABEL}=${label}`] };
