@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect, type Client } from '../src/client/index.js';
 import { loadConfig, type Config } from '../src/config.js';
-import { runLabel, cleanupDaemons, labelledObjects, startDaemonProcess, TEST_LABEL, waitFor, type DaemonProcess } from '../test/support/daemon-process.js';
+import { runLabel, cleanupDaemons, labelledObjects, startDaemonProcess, TEST_LABEL, waitFor, type DaemonProcess } from '../support/daemon-process.js';
 
 const LABEL = runLabel('bench-churn');
 const COUNT = 10_000;

@@ -10,11 +10,14 @@ import { loadConfig } from '../src/config.js';
 import { silentLogger } from '../src/log.js';
 import type { RuntimeEvent } from '../src/runtime/driver.js';
 import { SessionBus } from '../src/sessions/events.js';
-import { FinishOnce, Reaper, teardownFinish } from '../src/sessions/reaper.js';
+import { SessionLifecycle } from '../src/sessions/lifecycle.js';
+import { Reaper } from '../src/sessions/reaper.js';
 import { openSessionStore } from '../src/sessions/sqlite-store.js';
-import { baseImage, launchSession, removeSessions, runPrefix, terminate, testDriver, waitFor } from '../test/integration/reaping-fixtures.js';
+import { baseImage, launchSession, removeSessions, runPrefix, terminate, testDriver, waitFor } from '../support/reaping-fixtures.js';
 
 const MAX_SESSIONS = 50;
+/** The sessions here are launched by hand, not created: there is nothing to admit. */
+const ADMIT_ALL = { admit: () => undefined, release: () => undefined, adopt: () => undefined };
 const LABELS = { 'io.edgeecho.test': 'bench' };
 
 interface Sample {
@@ -41,11 +44,12 @@ export default async function main(argv: string[]): Promise<void> {
   const store = openSessionStore(':memory:');
   const bus = new SessionBus();
   const detectedAt = new Map<string, number>();
-  const finish = teardownFinish({ driver, store, bus, log: silentLogger, config: { stopTimeoutS: 1 } });
-  const finisher = new FinishOnce((id, request) => {
+  const finisher = new SessionLifecycle({ driver, store, bus, admission: ADMIT_ALL, config: { ...config, stopTimeoutS: 1 }, log: silentLogger });
+  const finish = finisher.finish.bind(finisher);
+  finisher.finish = (id, request) => {
     detectedAt.set(id, Date.now());
     return finish(id, request);
-  });
+  };
   const prefix = runPrefix();
   const reaper = new Reaper({ driver, store, finisher, log: silentLogger, owns: (s) => s.startsWith(prefix) });
 

@@ -1,5 +1,5 @@
 /**
- * Time to ready of plain and segmented sessions (session.create through the workflow engine and DockerDriver)
+ * Time to ready of plain and segmented sessions (the session lifecycle's create: workflow engine and DockerDriver)
  * beside a lower bound measured in the same run: the same network and hardened containers created and started
  * with raw parallel dockerode calls, waiting for the same ready lines and the published port.
  * `npm run bench -- session-ready [iterations=3]`. Target: ready <= 1.1x the raw bound.
@@ -7,17 +7,17 @@
 import Docker from 'dockerode';
 import { loadConfig } from '../src/config.js';
 import { silentLogger } from '../src/log.js';
-import { sessionOps } from '../src/ops/session-ops.js';
 import { DockerDriver, TMPFS_TMP, CONTAINER_USER } from '../src/runtime/docker/driver.js';
 import { ensureEmulatorImages } from '../src/runtime/docker/images.js';
 import { ReadyWatch } from '../src/runtime/docker/readiness.js';
 import { LABEL_MANAGED, LABEL_SESSION, type Role } from '../src/runtime/driver.js';
 import { SessionBus } from '../src/sessions/events.js';
 import { SubnetPool } from '../src/runtime/docker/subnets.js';
+import { SessionLifecycle } from '../src/sessions/lifecycle.js';
 import { openSessionStore } from '../src/sessions/sqlite-store.js';
-import { newSessionId } from '../src/workflow/session-id.js';
-import { rolesOf, PROBE_PORT, STREAM_PORT } from '../src/workflow/session-workflows.js';
-import type { OpDefinition } from '../src/daemon/op-registry.js';
+import { newSessionId } from '../src/sessions/session-id.js';
+import { PROBE_PORT, STREAM_PORT } from '../src/workflow/session-workflows.js';
+import { rolesOf } from '../src/workflow/session-spec.js';
 
 const LABELS = { 'io.edgeecho.test': 'bench' };
 const MAX_ITERATIONS = 10;
@@ -40,9 +40,10 @@ export default async function main(argv: string[]): Promise<void> {
   await ensureEmulatorImages(docker, { config, log: silentLogger });
   const driver = new DockerDriver({ docker, subnetPool: config.subnetPool, subnetPrefix: config.subnetPrefix });
   const startOrder = (process.env.BENCH_START_ORDER ?? 'parallel') as 'parallel' | 'after-start' | 'after-ready';
-  const ops = sessionOps({ driver, store: openSessionStore(':memory:'), bus: new SessionBus(), config, log: silentLogger, admit: () => ({ release() {} }), labels: LABELS, startOrder });
-  const create = ops.find((o) => o.name === 'session.create') as OpDefinition<Record<string, unknown>>;
-  const ctx = { id: 1, signal: new AbortController().signal, log: silentLogger, conn: { id: 'bench', peer: 'bench' }, status: () => {}, event: () => {} };
+  // Admission is not what is measured: it admits everything.
+  const admission = { admit: () => undefined, release: () => undefined, adopt: () => undefined };
+  const lifecycle = new SessionLifecycle({ driver, store: openSessionStore(':memory:'), bus: new SessionBus(), admission, config, log: silentLogger, labels: LABELS, startOrder });
+  const signal = new AbortController().signal;
 
   const images: Record<Role, string> = { probe: config.imageProbe, stream: config.imageStream, segmentation: config.imageSegmentation };
   const limits = { probe: config.limitsProbe, stream: config.limitsStream, segmentation: config.limitsSegmentation };
@@ -109,7 +110,7 @@ export default async function main(argv: string[]): Promise<void> {
 
   async function ours(mode: 'plain' | 'segmented'): Promise<{ ms: number; id: string }> {
     const t0 = performance.now();
-    const result = (await create.handler({ mode, count: 10 }, { ...ctx, status: (f: Record<string, unknown>) => void (typeof f.session === 'string' && made.add(f.session)) })) as { id: string };
+    const result = await lifecycle.create({ mode, count: 10 }, { signal, status: (f) => void (typeof f.session === 'string' && made.add(f.session)) });
     return { ms: performance.now() - t0, id: result.id };
   }
 

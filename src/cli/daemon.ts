@@ -10,7 +10,7 @@ import { Daemon } from '../daemon/daemon.js';
 import type { Peer } from '../daemon/listen.js';
 import { planListeners, type ListenerPlan } from '../daemon/listeners-from-config.js';
 import { createSystemdNotifier } from '../daemon/systemd-notify.js';
-import { createOps } from '../ops/index.js';
+import { createOps } from '../compose.js';
 
 export const EXIT_OK = 0;
 /** Bad configuration or flags: nothing was started. */
@@ -65,7 +65,7 @@ export async function runDaemon(argv: string[], options: RunDaemonOptions = {}):
       config,
       registry: ops.registry,
       log,
-      ...(plan.listeners ? { listeners: plan.listeners } : {}),
+      listeners: plan.listeners,
       ...(auth ? { authenticate: (token: string | undefined, peer: Peer) => auth.authenticate(token, peer) } : {}),
     });
     const addresses = await daemon.listen();

@@ -2,11 +2,10 @@
  * `edgeecho images build [--force]`: builds the emulator images (the missing ones, or all with --force) and says
  * what it built, which base it used and how long it took.
  */
-import Docker from 'dockerode';
 import { loadConfig } from '../config.js';
 import type { LevelWithSilent } from 'pino';
 import { createLogger } from '../log.js';
-import { buildEmulatorImages } from '../runtime/docker/images.js';
+import { createRuntime } from '../runtime/create-runtime.js';
 import { processIo, UsageError, type CliIo } from './args.js';
 
 export const usage = `usage: edgeecho images build [--force] [--<setting> VALUE ...]
@@ -23,8 +22,9 @@ export async function run(argv: string[], io: CliIo = processIo()): Promise<numb
   const { config, rest } = loadConfig({ env: io.env, argv: args.filter((a) => a !== '--force') });
   if (rest.length) throw new UsageError(`unexpected argument "${rest[0]}": expected --force or --<setting> VALUE`);
   const log = createLogger(config.logLevel === 'info' ? 'warn' : (config.logLevel as LevelWithSilent), { destination: 2, pretty: false });
-  const docker = new Docker({ socketPath: config.dockerSocket });
-  const result = await buildEmulatorImages(docker, { config, log, force });
+  const runtime = createRuntime(config, log);
+  await runtime.check();
+  const result = await runtime.prepare({ force });
   for (const b of result.built) io.stdout.write(`built    ${b.image}\n`);
   for (const p of result.present) io.stdout.write(`present  ${p.image} (kept; --force rebuilds)\n`);
   if (result.base) io.stdout.write(`base     ${result.base.image} (${result.base.source})\n`);

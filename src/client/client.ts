@@ -7,7 +7,7 @@ import { EventEmitter } from 'node:events';
 import type { Duplex } from 'node:stream';
 import { FrameDecoder, FrameWriter } from '../../protocol/codec.js';
 import { EdgeechoError, type WireError } from '../../protocol/errors.js';
-import { describe, SUPPORTED_PROTOCOLS, type EventFrame, type Greeting, type RequestId, type StatusFrame } from '../../protocol/messages.js';
+import { chooseProtocol, describe, offeredProtocols, SUPPORTED_PROTOCOLS, type EventFrame, type Greeting, type RequestId, type StatusFrame } from '../../protocol/messages.js';
 import { Call } from './call.js';
 import { createTlsSocketFactory, type ClientTlsOptions } from './tls.js';
 import { createNetSocket, DEFAULT_CONNECT_TIMEOUT_MS, describeTarget, type ConnectTarget, type CreateSocket } from './transport.js';
@@ -73,13 +73,6 @@ export function targetOf(options: ConnectOptions): ConnectTarget {
     throw new EdgeechoError('BAD_REQUEST', `connect options: expected {path} or {host?, port} with port 1..65535, got port ${String(options.port)}`);
   }
   return { host: options.host ?? '127.0.0.1', port: options.port };
-}
-
-/** Highest version both sides speak, or null. */
-export function chooseProtocol(greeting: Pick<Greeting, 'protocol' | 'protocols'>, ours: readonly number[] = SUPPORTED_PROTOCOLS): number | null {
-  const theirs = Array.isArray(greeting.protocols) ? greeting.protocols : [greeting.protocol];
-  const common = ours.filter((v) => theirs.includes(v));
-  return common.length ? Math.max(...common) : null;
 }
 
 /**
@@ -198,7 +191,7 @@ export class Client extends EventEmitter<ClientEvents> {
       if (this.closedWith) this.onGreeting(this.closedWith);
     });
     const ours = this.options.protocols ?? SUPPORTED_PROTOCOLS;
-    const protocol = chooseProtocol(greeting, ours);
+    const protocol = chooseProtocol(offeredProtocols(greeting), ours);
     if (protocol === null) {
       throw new EdgeechoError(
         'UNSUPPORTED_PROTOCOL',

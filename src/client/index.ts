@@ -11,7 +11,7 @@
  * Every failure is an EdgeechoError whose `code` is one of ERROR_CODES (the daemon's wire code, or
  * CONNECTION_CLOSED / TIMEOUT / UNSUPPORTED_PROTOCOL raised here).
  */
-export { connect, Client, chooseProtocol, targetOf, DEFAULT_KEEPALIVE_MS, DEFAULT_CLIENT_MAX_FRAME_BYTES, DEFAULT_CLIENT_NAME } from './client.js';
+export { connect, Client, targetOf, DEFAULT_KEEPALIVE_MS, DEFAULT_CLIENT_MAX_FRAME_BYTES, DEFAULT_CLIENT_NAME } from './client.js';
 export type { ConnectOptions, RequestOptions, Timers } from './client.js';
 export { Call } from './call.js';
 export { createNetSocket, describeTarget, DEFAULT_CONNECT_TIMEOUT_MS } from './transport.js';
@@ -20,4 +20,5 @@ export type { ClientTlsOptions } from './tls.js';
 export type { ConnectTarget, CreateSocket, SocketOptions } from './transport.js';
 export { EdgeechoError, ERROR_CODES, isErrorCode } from '../../protocol/errors.js';
 export type { ErrorCode, WireError } from '../../protocol/errors.js';
+export { chooseProtocol } from '../../protocol/messages.js';
 export type { Greeting, StatusFrame, EventFrame, RequestId } from '../../protocol/messages.js';

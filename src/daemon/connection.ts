@@ -9,8 +9,8 @@ import type { Logger } from 'pino';
 import { FrameSplitter, FrameWriter, packValue, unpackValue } from '../../protocol/codec.js';
 import { EdgeechoError } from '../../protocol/errors.js';
 import { parseRequest, type Request, type RequestId } from '../../protocol/messages.js';
-import { CORE_OPS, chooseProtocol, pingResult, type CoreControl, type HelloArgs, type HelloResult } from '../ops/core-ops.js';
-import { validateArgs, type OpContext, type OpDefinition, type OpRegistry } from './op-registry.js';
+import { CORE_OPS, helloProtocol, pingResult, type CoreControl, type HelloArgs, type HelloResult } from './core-ops.js';
+import { validateArgs, type OpContext, type OpDefinition, type OpRegistry } from '../ops/contract.js';
 import type { Peer } from './listen.js';
 
 export interface ConnectionLimits {
@@ -157,7 +157,7 @@ export class Connection implements CoreControl {
   async hello(args: HelloArgs): Promise<HelloResult> {
     if (this.authenticated) throw new EdgeechoError('CONFLICT', 'hello already succeeded on this connection; it is sent once');
     if (this.helloPending) throw new EdgeechoError('CONFLICT', 'a hello is already in progress on this connection');
-    const protocol = chooseProtocol(args.protocol);
+    const protocol = helloProtocol(args.protocol);
     const authenticate = this.shared.authenticate;
     if (authenticate) {
       this.helloPending = true;

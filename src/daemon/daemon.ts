@@ -9,8 +9,10 @@ import { EdgeechoError } from '../../protocol/errors.js';
 import { PROTOCOL_VERSION, SUPPORTED_PROTOCOLS, type Greeting } from '../../protocol/messages.js';
 import { PACKAGE_VERSION, type Config } from '../config.js';
 import { CLOSE_GRACE_MS, Connection, systemClock, type Authenticate, type Clock, type ConnectionShared } from './connection.js';
-import { tcpListener, unixListener, type ListenAddress, type Listener, type Peer } from './listen.js';
-import type { OpRegistry } from './op-registry.js';
+import type { ListenAddress, Listener, Peer } from './listen.js';
+import { listenersFromConfig } from './listeners-from-config.js';
+import { registerCoreOps } from './core-ops.js';
+import type { OpRegistry } from '../ops/contract.js';
 
 export type DaemonConfig = Pick<
   Config,
@@ -35,7 +37,7 @@ export interface DaemonOptions {
   log: Logger;
   /** Checks the token in hello; when set, the greeting lists auth ["token"] and hello must carry one. */
   authenticate?: Authenticate;
-  /** Replaces the listeners built from config (TCP and/or unix socket): TLS or systemd sockets plug in here. */
+  /** Replaces the plain listeners built from config: planListeners (TLS, systemd sockets) decides them in the daemon command. */
   listeners?: Listener[];
   clock?: Clock;
 }
@@ -82,7 +84,7 @@ export class Daemon {
         maxInflight: config.maxInflight,
         maxWriteBuffer: config.maxWriteBuffer,
       },
-      registry: options.registry,
+      registry: registerCoreOps(options.registry),
       version: PACKAGE_VERSION,
       greetingBody: packValue(greeting),
       clock: options.clock ?? systemClock,
@@ -217,13 +219,6 @@ export class Daemon {
     this.draining.add(conn);
     void conn.whenNoInflight().then(() => this.draining.delete(conn));
   }
-}
-
-function listenersFromConfig(config: DaemonConfig): Listener[] {
-  const listeners: Listener[] = [];
-  if (config.tcp) listeners.push(tcpListener({ host: config.host, port: config.port }));
-  if (config.socket) listeners.push(unixListener({ path: config.socket, mode: config.socketMode, group: config.socketGroup }));
-  return listeners;
 }
 
 /** The config module validates env and flags; this guards callers that build a config by hand. */

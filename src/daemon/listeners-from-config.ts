@@ -6,9 +6,9 @@
 import type { Logger } from 'pino';
 import type { Config } from '../config.js';
 import { assertExposureAllowed, readTokenFile, TokenAuth } from './auth.js';
-import { unixListener, type Listener } from './listen.js';
+import { tcpListener, unixListener, type Listener } from './listen.js';
 import { systemdListener, takeSystemdSockets } from './systemd-sockets.js';
-import { loadServerTls, tlsListener } from './tls.js';
+import { loadServerTls, tlsListener, type ServerTls } from './tls.js';
 
 export type ListenerSettings = Pick<
   Config,
@@ -16,8 +16,7 @@ export type ListenerSettings = Pick<
 >;
 
 export interface ListenerPlan {
-  /** Undefined: the Daemon builds its plain TCP / unix listeners from config itself. */
-  listeners: Listener[] | undefined;
+  listeners: Listener[];
   auth: TokenAuth | null;
   tls: boolean;
   /** How many sockets systemd passed (0: not socket-activated). */
@@ -37,11 +36,23 @@ export function planListeners(config: ListenerSettings, options: { env?: NodeJS.
     return { listeners, auth, tls: tls !== null, systemdSockets: sockets.length };
   }
   if (config.tcp) assertExposureAllowed(config.host, auth !== null);
-  if (!tls) return { listeners: undefined, auth, tls: false, systemdSockets: 0 };
+  return { listeners: listenersFromConfig(config, tls, options.log), auth, tls: tls !== null, systemdSockets: 0 };
+}
+
+/** The TCP listener (TLS when a certificate is configured) and the unix socket that config asks for. */
+export function listenersFromConfig(
+  config: Pick<Config, 'host' | 'port' | 'tcp' | 'socket' | 'socketMode' | 'socketGroup' | 'handshakeTimeoutMs'>,
+  tls: ServerTls | null = null,
+  log?: Logger,
+): Listener[] {
   const listeners: Listener[] = [];
   if (config.tcp) {
-    listeners.push(tlsListener({ host: config.host, port: config.port, tls, handshakeTimeoutMs: config.handshakeTimeoutMs, ...(options.log ? { log: options.log } : {}) }));
+    listeners.push(
+      tls
+        ? tlsListener({ host: config.host, port: config.port, tls, handshakeTimeoutMs: config.handshakeTimeoutMs, ...(log ? { log } : {}) })
+        : tcpListener({ host: config.host, port: config.port }),
+    );
   }
   if (config.socket) listeners.push(unixListener({ path: config.socket, mode: config.socketMode, group: config.socketGroup }));
-  return { listeners, auth, tls: true, systemdSockets: 0 };
+  return listeners;
 }

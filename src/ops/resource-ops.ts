@@ -4,7 +4,7 @@
  * The tracker and admission keep TypeScript's camelCase inside; this op is where they meet the wire, so the
  * answer is spelled snake_case like every other frame (protocol/SPEC.md, "Session and resource ops").
  */
-import type { OpDefinition } from '../daemon/op-registry.js';
+import type { OpDefinition } from './contract.js';
 import type { Admission, AdmissionState } from '../resources/admission.js';
 import type { EngineSnapshot, HostSnapshot, ResourceSnapshot, ResourceTracker, SessionUsage } from '../resources/tracker.js';
 

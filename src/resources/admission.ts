@@ -161,8 +161,3 @@ export class Admission {
 function exhausted(resource: string, asked: number, free: number, message: string, extra: Record<string, unknown> = {}): EdgeechoError {
   return new EdgeechoError('RESOURCE_EXHAUSTED', message, { resource, asked, free, ...extra });
 }
-
-/** The containers a session of each mode runs: the probe, the stream server, and the segmentation server when segmented. */
-export function rolesFor(mode: 'plain' | 'segmented'): Role[] {
-  return mode === 'segmented' ? ['probe', 'stream', 'segmentation'] : ['probe', 'stream'];
-}

@@ -10,7 +10,7 @@ import { readFile, statfs } from 'node:fs/promises';
 import { cpus, loadavg, totalmem } from 'node:os';
 import type { Logger } from 'pino';
 import type { RuntimeDriver } from '../runtime/driver.js';
-import { cronScheduler, type ScheduledJob, type Scheduler } from '../sessions/cron.js';
+import { cronScheduler, type ScheduledJob, type Scheduler } from '../scheduler.js';
 
 export interface HostReaders {
   procStat(): Promise<string>;

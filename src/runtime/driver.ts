@@ -1,7 +1,8 @@
 /**
- * The runtime driver: everything the workflow engine, reaper and resource tracker need from a container
- * runtime. The dockerode implementation lives in docker/; a local-process or Swarm driver can follow
- * without the engine changing. Nothing above this file knows about dockerode.
+ * The runtime seam: everything the workflow, the session lifecycle, its detectors and the resource tracker need
+ * from what runs a session's roles. The Docker implementation lives in docker/ (the only place dockerode is
+ * imported); create-runtime.ts picks the implementation from config, so a local-process or Swarm runtime can
+ * follow without anything above this folder changing.
  */
 
 export const LABEL_MANAGED = 'io.edgeecho.managed';
@@ -109,4 +110,22 @@ export interface RuntimeDriver {
   /** Labelled events from `since` (seconds) until the signal aborts or the stream breaks (then it throws). */
   events(options: { since?: number; signal: AbortSignal }): AsyncIterable<RuntimeEvent>;
   stats(id: string): Promise<ContainerUsage>;
+}
+
+/** What the runtime's sessions run, made ready (for Docker: the emulator images). */
+export interface PrepareReport {
+  built: Array<{ role: Role; image: string }>;
+  present: Array<{ role: Role; image: string }>;
+  /** What the build stood on; absent when nothing was built. */
+  base?: { image: string; source: string };
+  durationMs: number;
+}
+
+/** A runtime as the composition root and the CLI use it: the driver, plus checking and preparing it. */
+export interface Runtime {
+  readonly driver: RuntimeDriver;
+  /** Throws RUNTIME_UNAVAILABLE, saying what to do, when the runtime cannot serve sessions. */
+  check(signal?: AbortSignal): Promise<void>;
+  /** Builds what sessions run when missing or stale (all of it with `force`). */
+  prepare(options: { force?: boolean }): Promise<PrepareReport>;
 }

@@ -1,14 +1,13 @@
 /**
- * The reaper finishes a ready session the moment its last container exits. It follows the runtime's labelled
- * events (die, oom, destroy); when the stream breaks or the engine restarts it reconnects with backoff, asks
- * for the events since the last one it saw, and re-checks every ready session, because an engine that restarted
+ * The reaper detects a ready session whose last container exited and hands it to the lifecycle to finish. It
+ * follows the runtime's labelled events (die, oom, destroy); when the stream breaks or the engine restarts it
+ * reconnects with backoff, asks for the events since the last one it saw, and re-checks every ready session, because an engine that restarted
  * has forgotten the events from before (its event buffer lives in memory). The sweep is the safety net behind it.
  */
 import type { Logger } from 'pino';
-import type { WireError } from '../../protocol/errors.js';
 import type { RuntimeDriver, RuntimeEvent } from '../runtime/driver.js';
 import type { SessionBus } from './events.js';
-import { finishSession, type SessionOutcome, type TeardownDeps } from './teardown.js';
+import type { Finisher } from './outcome.js';
 import type { SessionRecord, SessionStore } from './types.js';
 
 export const DEFAULT_BACKOFF_INITIAL_MS = 100;
@@ -17,51 +16,6 @@ export const DEFAULT_BACKOFF_MAX_MS = 5_000;
 export const CATCH_UP_OVERLAP_S = 1;
 
 const EXIT_ACTIONS = new Set(['die', 'oom', 'destroy']);
-
-/**
- * Why a session is being finished. `exited`: every container ended by itself (completed or failed by exit
- * codes); `fail`: ended by the daemon for a reason (TTL, vanished containers); `stop`: stopped on request.
- */
-export type FinishRequest = { cause: 'exited' } | { cause: 'fail'; reason: string; error: WireError } | { cause: 'stop'; reason: string };
-
-export type FinishFn = (id: string, request: FinishRequest) => Promise<unknown>;
-
-/** Finishes through teardown (final stats, exit codes, terminal state, objects removed, bus update). */
-export function teardownFinish(deps: TeardownDeps): FinishFn {
-  return (id, request) => {
-    const outcome: SessionOutcome =
-      request.cause === 'exited' ? {} : request.cause === 'fail' ? { state: 'failed', reason: request.reason, error: request.error } : { state: 'stopped', reason: request.reason };
-    return finishSession(deps, id, outcome);
-  };
-}
-
-/**
- * Runs at most one finish per session at a time: the reaper, the sweep and reconcile may all find the same
- * session finished, and only the first call may tear it down.
- */
-export class FinishOnce {
-  private readonly running = new Map<string, Promise<unknown>>();
-
-  constructor(private readonly finish: FinishFn) {}
-
-  run(id: string, request: FinishRequest): Promise<unknown> {
-    let p = this.running.get(id);
-    if (!p) {
-      p = this.finish(id, request).finally(() => this.running.delete(id));
-      this.running.set(id, p);
-    }
-    return p;
-  }
-
-  inFlight(id: string): boolean {
-    return this.running.has(id);
-  }
-
-  /** Resolves once every finish started so far has settled (shutdown, tests). */
-  async idle(): Promise<void> {
-    while (this.running.size) await Promise.allSettled([...this.running.values()]);
-  }
-}
 
 /** True when the container is no longer running; one that is gone from the engine counts as exited. */
 export async function containerExited(driver: Pick<RuntimeDriver, 'inspectContainer'>, id: string): Promise<boolean> {
@@ -76,7 +30,7 @@ export async function containerExited(driver: Pick<RuntimeDriver, 'inspectContai
 export interface ReaperOptions {
   driver: Pick<RuntimeDriver, 'events' | 'inspectContainer'>;
   store: Pick<SessionStore, 'get' | 'list'>;
-  finisher: FinishOnce;
+  finisher: Finisher;
   log: Logger;
   /** Session updates: a session turning ready is checked again if its containers were seen exiting during create. */
   bus?: Pick<SessionBus, 'subscribe'>;
@@ -192,7 +146,7 @@ export class Reaper {
       if (record?.state !== 'creating') this.exited.delete(id);
       return;
     }
-    if (this.options.finisher.inFlight(id)) {
+    if (this.options.finisher.finishing(id)) {
       // The finish removes the containers, whose destroy events land here meanwhile: drop what they recorded.
       this.exited.delete(id);
       return;
@@ -206,7 +160,7 @@ export class Reaper {
     const again = this.options.store.get(id);
     if (!again || !shouldReap(again)) return;
     this.options.log.debug({ session: id }, 'all containers exited; finishing session');
-    await this.options.finisher.run(id, { cause: 'exited' });
+    await this.options.finisher.finish(id, { cause: 'exited' });
     this.stats.finished++;
   }
 

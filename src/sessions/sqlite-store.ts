@@ -8,10 +8,10 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { EdgeechoError, type WireError } from '../../protocol/errors.js';
 import type { Role } from '../runtime/driver.js';
+import type { SessionSpec } from '../workflow/session-spec.js';
 import { migrate } from './sqlite-migrations.js';
 import {
   TERMINAL_STATES,
-  type NewSession,
   type SessionContainer,
   type SessionFilter,
   type SessionPatch,
@@ -126,7 +126,7 @@ export class SqliteSessionStore implements SessionStore {
     this.stmt = prepareStatements(this.db);
   }
 
-  create(session: NewSession, now = Date.now()): SessionRecord {
+  create(session: SessionSpec, now = Date.now()): SessionRecord {
     this.db.transaction(() => {
       try {
         this.stmt.insert.run({ id: session.id, mode: session.mode, count: session.count, payload_bytes: session.payloadBytes, rate: session.rate, now });

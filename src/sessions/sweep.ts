@@ -1,19 +1,17 @@
 /**
- * The safety net behind the reaper, on EDGEECHO_SWEEP_CRON: finishes ready sessions whose exit events were
- * missed, stops and fails sessions past EDGEECHO_SESSION_TTL_S, removes labelled objects no record claims
+ * The safety net behind the reaper, on EDGEECHO_SWEEP_CRON: hands the lifecycle ready sessions whose exit events
+ * were missed and sessions past EDGEECHO_SESSION_TTL_S, removes labelled objects no record claims
  * (after EDGEECHO_ORPHAN_GRACE_S: Docker can create a container and still answer the create with an error, and
  * a create in flight labels objects before the workflow records them), and prunes records past retention.
  */
 import type { Logger } from 'pino';
-import type { WireError } from '../../protocol/errors.js';
 import type { Admission } from '../resources/admission.js';
 import type { ManagedObjects, RuntimeDriver } from '../runtime/driver.js';
-import { cronScheduler, type ScheduledJob, type Scheduler } from './cron.js';
-import type { FinishOnce } from './reaper.js';
+import { cronScheduler, type ScheduledJob, type Scheduler } from '../scheduler.js';
+import type { Finisher } from './outcome.js';
 import { LIVE_STATES, type SessionRecord, type SessionStore } from './types.js';
 
 export const DAY_MS = 86_400_000;
-export const VANISHED = 'containers vanished from the runtime';
 
 export interface SweepSettings {
   sessionTtlS: number;
@@ -49,7 +47,7 @@ export class ObjectAges {
 export interface CleanupDeps {
   driver: Pick<RuntimeDriver, 'removeContainer' | 'removeNetwork'>;
   store: Pick<SessionStore, 'get'>;
-  finisher: Pick<FinishOnce, 'inFlight'>;
+  finisher: Pick<Finisher, 'finishing'>;
   settings: Pick<SweepSettings, 'orphanGraceS' | 'keepFailed' | 'sessionTtlS'>;
   ages: ObjectAges;
   log: Logger;
@@ -77,7 +75,7 @@ export async function removeUnclaimed(deps: CleanupDeps, managed: ManagedObjects
     if (!session) return false;
     let c = claimCache.get(session);
     if (c === undefined) {
-      c = deps.finisher.inFlight(session) || claims(deps.store.get(session), deps.settings, now);
+      c = deps.finisher.finishing(session) || claims(deps.store.get(session), deps.settings, now);
       claimCache.set(session, c);
     }
     return c;
@@ -116,7 +114,7 @@ export async function removeUnclaimed(deps: CleanupDeps, managed: ManagedObjects
 export interface SweepOptions {
   driver: Pick<RuntimeDriver, 'listManaged' | 'removeContainer' | 'removeNetwork'>;
   store: SessionStore;
-  finisher: FinishOnce;
+  finisher: Finisher;
   settings: SweepSettings;
   cron: string;
   log: Logger;
@@ -193,18 +191,15 @@ export class Sweep {
       const ttlMs = settings.sessionTtlS * 1000;
       await Promise.all(
         live.map(async (record) => {
-          if (finisher.inFlight(record.id)) return;
+          if (finisher.finishing(record.id)) return;
           try {
             if (now - record.createdAt > ttlMs) {
               await this.expire(record);
               report.expired.push(record.id);
             } else if (record.state === 'ready' && record.containers.length > 0 && record.containers.every((c) => !running.has(c.id))) {
               log.info({ session: record.id }, 'sweep found a finished session the reaper missed');
-              if (record.containers.some((c) => present.has(c.id))) await finisher.run(record.id, { cause: 'exited' });
-              else {
-                const error: WireError = { code: 'RUNTIME_UNAVAILABLE', message: `${VANISHED}; expected ${record.containers.map((c) => c.name).join(', ')}` };
-                await finisher.run(record.id, { cause: 'fail', reason: VANISHED, error });
-              }
+              if (record.containers.some((c) => present.has(c.id))) await finisher.finish(record.id, { cause: 'exited' });
+              else await finisher.finish(record.id, { cause: 'vanished', expected: record.containers.map((c) => c.name) });
               report.finished.push(record.id);
             }
           } catch (err) {
@@ -223,10 +218,8 @@ export class Sweep {
 
   private async expire(record: SessionRecord): Promise<void> {
     const { finisher, settings, log } = this.options;
-    const reason = `session still ${record.state} after its TTL of ${settings.sessionTtlS} s (EDGEECHO_SESSION_TTL_S)`;
-    log.warn({ session: record.id, state: record.state }, reason);
-    // Teardown stops what still runs (SIGTERM, then SIGKILL) so the emulators print their final stats first.
-    const error: WireError = { code: 'TIMEOUT', message: reason, details: { ttl_s: settings.sessionTtlS, state: record.state } };
-    await finisher.run(record.id, { cause: 'fail', reason, error });
+    log.warn({ session: record.id, state: record.state, ttlS: settings.sessionTtlS }, 'session past its TTL');
+    // The lifecycle stops what still runs (SIGTERM, then SIGKILL) so the emulators print their final stats first.
+    await finisher.finish(record.id, { cause: 'expired', ttlS: settings.sessionTtlS, state: record.state });
   }
 }

@@ -1,11 +1,10 @@
 /**
  * What a session is, as stored and as answered by session.get/list. The SQLite store implements
- * SessionStore; the workflow engine writes through it, the reaper and reconciler read and finish through it.
+ * SessionStore; only the session lifecycle changes a record's state, the reaper, sweep and reconcile read it.
  */
 import type { WireError } from '../../protocol/errors.js';
 import type { Role } from '../runtime/driver.js';
-
-export type SessionMode = 'plain' | 'segmented';
+import type { SessionMode, SessionSpec } from '../workflow/session-spec.js';
 
 /** creating -> ready -> (stopping) -> completed | failed | stopped; creating -> failed when rolled back. */
 export type SessionState = 'creating' | 'ready' | 'stopping' | 'completed' | 'failed' | 'stopped';
@@ -50,14 +49,6 @@ export interface SessionRecord {
   transitions: SessionTransition[];
 }
 
-export interface NewSession {
-  id: string;
-  mode: SessionMode;
-  count: number;
-  payloadBytes: number;
-  rate: number | null;
-}
-
 export interface SessionFilter {
   states?: readonly SessionState[];
   /** createdAt >= since (ms) */
@@ -70,7 +61,7 @@ export interface SessionFilter {
 export type SessionPatch = Partial<Pick<SessionRecord, 'network' | 'location' | 'probe' | 'error'>>;
 
 export interface SessionStore {
-  create(session: NewSession, now?: number): SessionRecord;
+  create(session: SessionSpec, now?: number): SessionRecord;
   get(id: string): SessionRecord | undefined;
   list(filter?: SessionFilter): SessionRecord[];
   /** Records the transition with its time; a terminal state also sets endedAt. Throws NOT_FOUND. */

@@ -17,18 +17,17 @@ import {
   type Role,
   type RuntimeDriver,
 } from '../runtime/driver.js';
-import type { NewSession, SessionMode } from '../sessions/types.js';
-import type { Step } from './engine.js';
+import { runWorkflow, type Step, type StepStatus } from './engine.js';
+import { rolesOf, type SessionSpec } from './session-spec.js';
 
 export const PROBE_PORT = 7000;
 export const STREAM_PORT = 7100;
 
-export interface Reservation {
-  release(): void;
+/** Capacity for a session's containers: reserve throws EdgeechoError RESOURCE_EXHAUSTED to refuse; release gives it back. */
+export interface Capacity {
+  reserve(session: string, roles: readonly Role[]): void | Promise<void>;
+  release(session: string): void;
 }
-
-/** Reserves capacity for a session's containers; throws EdgeechoError RESOURCE_EXHAUSTED to refuse. */
-export type Admit = (session: string, roles: readonly Role[]) => Reservation | Promise<Reservation>;
 
 export type SessionWorkflowConfig = Pick<
   Config,
@@ -38,7 +37,7 @@ export type SessionWorkflowConfig = Pick<
 export interface SessionWorkflowDeps {
   driver: RuntimeDriver;
   config: SessionWorkflowConfig;
-  admit: Admit;
+  capacity: Capacity;
   /** Extra labels on every object (tests mark theirs with io.edgeecho.test). */
   labels?: Record<string, string>;
   /** Called as objects come into being, so the record knows them even if the daemon dies mid-create. */
@@ -49,10 +48,6 @@ export interface SessionWorkflowDeps {
    * returned; 'after-ready' once the upstream printed its ready line.
    */
   startOrder?: 'parallel' | 'after-start' | 'after-ready';
-}
-
-export function rolesOf(mode: SessionMode): Role[] {
-  return mode === 'segmented' ? ['probe', 'stream', 'segmentation'] : ['probe', 'stream'];
 }
 
 export function objectName(session: string, what: Role | 'net'): string {
@@ -74,7 +69,7 @@ export const STEP = {
   location: 'location',
 } as const;
 
-function envFor(role: Role, session: NewSession, config: SessionWorkflowConfig): Record<string, string> {
+function envFor(role: Role, session: SessionSpec, config: SessionWorkflowConfig): Record<string, string> {
   switch (role) {
     case 'probe':
       return {
@@ -105,7 +100,7 @@ function limitsOf(role: Role, config: SessionWorkflowConfig) {
   return role === 'probe' ? config.limitsProbe : role === 'stream' ? config.limitsStream : config.limitsSegmentation;
 }
 
-export function sessionSteps(session: NewSession, deps: SessionWorkflowDeps): Step<any>[] {
+export function sessionSteps(session: SessionSpec, deps: SessionWorkflowDeps): Step<any>[] {
   const { driver, config } = deps;
   const roles = rolesOf(session.mode);
   const labels = { ...deps.labels, [LABEL_MANAGED]: 'true', [LABEL_SESSION]: session.id };
@@ -114,10 +109,10 @@ export function sessionSteps(session: NewSession, deps: SessionWorkflowDeps): St
   const steps: Step<any>[] = [
     {
       name: STEP.admit,
-      run: async () => deps.admit(session.id, roles),
+      run: async () => deps.capacity.reserve(session.id, roles),
       details: () => ({ roles }),
-      undo: { name: 'release admission', run: async (reservation: Reservation) => reservation.release() },
-    } satisfies Step<Reservation>,
+      undo: { name: 'release admission', run: async () => deps.capacity.release(session.id) },
+    } satisfies Step<void>,
     {
       name: STEP.network,
       after: [STEP.admit],
@@ -202,4 +197,29 @@ function readyDetails(role: Role, info: ReadyInfo): Record<string, unknown> {
   }
   const { event: _event, role: _role, ...rest } = info;
   return rest;
+}
+
+/** What a ready session is made of, read from the workflow's step results. */
+export interface SessionCreated {
+  network: NetworkRef;
+  location: Location;
+  /** The probe's ready details (its event and role fields dropped). */
+  probe: ReadyInfo;
+  containers: ContainerRef[];
+}
+
+/** Runs the session's steps; on failure or abort everything made so far is undone and the error thrown. */
+export async function runSessionWorkflow(
+  session: SessionSpec,
+  deps: SessionWorkflowDeps,
+  options: { signal: AbortSignal; onStatus: (status: StepStatus) => void },
+): Promise<SessionCreated> {
+  const values = await runWorkflow(sessionSteps(session, deps), options);
+  const { event: _e, role: _r, ...probe } = values.get(STEP.ready('probe')) as ReadyInfo;
+  return {
+    network: values.get(STEP.network) as NetworkRef,
+    location: values.get(STEP.location) as Location,
+    probe,
+    containers: rolesOf(session.mode).map((role) => values.get(STEP.create(role)) as ContainerRef),
+  };
 }

@@ -6,9 +6,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { EdgeechoError } from '../../protocol/errors.js';
 import { runDaemon } from '../../src/cli/daemon.js';
-import { createCoreOps } from '../../src/ops/index.js';
+import { createCoreOps } from '../../src/compose.js';
 import { Daemon } from '../../src/daemon/daemon.js';
-import { OpRegistry } from '../../src/daemon/op-registry.js';
+import { OpRegistry } from '../../src/ops/contract.js';
 import { silentLogger } from '../../src/log.js';
 import { testConfig, WireClient } from './wire-client.js';
 

@@ -1,7 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { EdgeechoError } from '../../protocol/errors.js';
-import type { OpContext, OpDefinition } from '../../src/daemon/op-registry.js';
+import type { OpContext, OpDefinition } from '../../src/ops/contract.js';
 import { prng, sleep, startDaemon, WireClient } from './wire-client.js';
 
 /** Answers after `ms`, with a status frame first; honours its signal. */

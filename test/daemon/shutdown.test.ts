@@ -1,6 +1,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import type { OpDefinition } from '../../src/daemon/op-registry.js';
+import type { OpDefinition } from '../../src/ops/contract.js';
 import { sleep, startDaemon, WireClient } from './wire-client.js';
 
 let sawAbort = false;

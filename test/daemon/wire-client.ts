@@ -3,7 +3,7 @@ import { connect, type Socket } from 'node:net';
 import { encodeFrame, FrameDecoder } from '../../protocol/codec.js';
 import { loadConfig } from '../../src/config.js';
 import { Daemon, type DaemonConfig, type DaemonOptions } from '../../src/daemon/daemon.js';
-import { OpRegistry, type OpDefinition } from '../../src/daemon/op-registry.js';
+import { OpRegistry, type OpDefinition } from '../../src/ops/contract.js';
 import { silentLogger } from '../../src/log.js';
 
 export type Frame = Record<string, any>;

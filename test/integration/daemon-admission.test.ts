@@ -7,7 +7,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { connect, EdgeechoError, type Client } from '../../src/client/index.js';
 import { dockerOrSkip } from '../support/docker.js';
-import { runLabel, cleanupDaemons, labelledObjects, startDaemonProcess, type DaemonProcess } from '../support/daemon-process.js';
+import { runLabel, cleanupDaemons, labelledObjects, startDaemonProcess, type DaemonProcess } from '../../support/daemon-process.js';
 
 const LABEL = runLabel('daemon-admission');
 const docker = await dockerOrSkip('integration/daemon-admission');

@@ -18,7 +18,7 @@ import type Docker from 'dockerode';
 import { connect, type Client } from '../../src/client/index.js';
 import { LABEL_ROLE, LABEL_SESSION } from '../../src/runtime/driver.js';
 import { dockerOrSkip } from '../support/docker.js';
-import { runLabel, cleanupDaemons, startDaemonProcess, waitFor, noneLeft as sharedNoneLeft, type DaemonProcess, type SessionView } from '../support/daemon-process.js';
+import { runLabel, cleanupDaemons, startDaemonProcess, waitFor, noneLeft as sharedNoneLeft, type DaemonProcess, type SessionView } from '../../support/daemon-process.js';
 
 const LABEL = runLabel('daemon-engine-restart');
 const ENGINE_SOCKET = process.env.EDGEECHO_DOCKER_SOCKET ?? '/var/run/docker.sock';

@@ -7,9 +7,9 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { connect, type Client } from '../../src/client/index.js';
 import type { StatusFrame } from '../../protocol/messages.js';
-import { RESTARTED_DURING_CREATE } from '../../src/sessions/reconcile.js';
+import { RESTARTED_DURING_CREATE } from '../../src/sessions/outcome.js';
 import { dockerOrSkip } from '../support/docker.js';
-import { runLabel, cleanupDaemons, labelledObjects, startDaemonProcess, tempDataDir, waitFor, noneLeft as sharedNoneLeft, type DaemonProcess, type SessionView } from '../support/daemon-process.js';
+import { runLabel, cleanupDaemons, labelledObjects, startDaemonProcess, tempDataDir, waitFor, noneLeft as sharedNoneLeft, type DaemonProcess, type SessionView } from '../../support/daemon-process.js';
 
 const LABEL = runLabel('daemon-restart');
 const docker = await dockerOrSkip('integration/daemon-restart');

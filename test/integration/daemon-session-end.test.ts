@@ -6,7 +6,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { connect, type Client, type StatusFrame } from '../../src/client/index.js';
 import { dockerOrSkip } from '../support/docker.js';
-import { runLabel, cleanupDaemons, startDaemonProcess, waitFor, noneLeft as sharedNoneLeft, type DaemonProcess, type SessionView } from '../support/daemon-process.js';
+import { runLabel, cleanupDaemons, startDaemonProcess, waitFor, noneLeft as sharedNoneLeft, type DaemonProcess, type SessionView } from '../../support/daemon-process.js';
 
 const LABEL = runLabel('daemon-session-end');
 const docker = await dockerOrSkip('integration/daemon-session-end');

@@ -7,7 +7,7 @@ import { silentLogger } from '../../src/log.js';
 import { DockerDriver } from '../../src/runtime/docker/driver.js';
 import { ensureEmulatorImages } from '../../src/runtime/docker/images.js';
 import { LABEL_SESSION, type ContainerSpec, type NetworkRef, type RuntimeEvent } from '../../src/runtime/driver.js';
-import { newSessionId } from '../../src/workflow/session-id.js';
+import { newSessionId } from '../../src/sessions/session-id.js';
 import { EdgeechoError } from '../../protocol/errors.js';
 
 const docker = await dockerOrSkip('integration/driver');

@@ -12,10 +12,11 @@ import { dockerOrSkip } from '../support/docker.js';
 import { silentLogger } from '../../src/log.js';
 import type { RuntimeDriver, RuntimeEvent } from '../../src/runtime/driver.js';
 import { SessionBus } from '../../src/sessions/events.js';
-import { FinishOnce, Reaper, teardownFinish } from '../../src/sessions/reaper.js';
+import { Reaper } from '../../src/sessions/reaper.js';
+import { testLifecycle } from '../support/lifecycle.js';
 import { openSessionStore } from '../../src/sessions/sqlite-store.js';
 import { Sweep } from '../../src/sessions/sweep.js';
-import { baseImage, launchSession, leftovers, removeSessions, runPrefix, terminate, testDriver, waitFor } from './reaping-fixtures.js';
+import { baseImage, launchSession, leftovers, removeSessions, runPrefix, terminate, testDriver, waitFor } from '../../support/reaping-fixtures.js';
 
 const docker = await dockerOrSkip('integration/reaper');
 
@@ -30,7 +31,7 @@ if (docker) {
     const dir = mkdtempSync(join(tmpdir(), 'edgeecho-reaper-'));
     const store = openSessionStore(join(dir, 'sessions.sqlite'));
     const bus = new SessionBus();
-    const finisher = new FinishOnce(teardownFinish({ driver, store, bus, log: silentLogger, config: { stopTimeoutS: 1 } }));
+    const finisher = testLifecycle({ driver, store, bus, config: { stopTimeoutS: 1 } });
     const reaperDriver = overrides.events ? { inspectContainer: driver.inspectContainer.bind(driver), events: overrides.events } : driver;
     const reaper = new Reaper({ driver: reaperDriver, store, finisher, log: silentLogger, owns: (s) => s.startsWith(prefix) });
     const clock = { now: Date.now() };

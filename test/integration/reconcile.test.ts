@@ -12,10 +12,12 @@ import { dockerOrSkip } from '../support/docker.js';
 import { silentLogger } from '../../src/log.js';
 import { Admission } from '../../src/resources/admission.js';
 import { SessionBus } from '../../src/sessions/events.js';
-import { FinishOnce, Reaper, teardownFinish } from '../../src/sessions/reaper.js';
-import { reconcile, RESTARTED_DURING_CREATE } from '../../src/sessions/reconcile.js';
+import { RESTARTED_DURING_CREATE } from '../../src/sessions/outcome.js';
+import { Reaper } from '../../src/sessions/reaper.js';
+import { reconcile } from '../../src/sessions/reconcile.js';
+import { testLifecycle } from '../support/lifecycle.js';
 import { openSessionStore } from '../../src/sessions/sqlite-store.js';
-import { EXIT_AT_ONCE, RUN_UNTIL_TERM, baseImage, launchSession, leftovers, removeSessions, runPrefix, terminate, testDriver, waitFor } from './reaping-fixtures.js';
+import { EXIT_AT_ONCE, RUN_UNTIL_TERM, baseImage, launchSession, leftovers, removeSessions, runPrefix, terminate, testDriver, waitFor } from '../../support/reaping-fixtures.js';
 
 const docker = await dockerOrSkip('integration/reconcile');
 
@@ -47,16 +49,15 @@ if (docker) {
       // The next start.
       const store = openSessionStore(path);
       const driver = testDriver(docker);
-      const finisher = new FinishOnce(teardownFinish({ driver, store, bus: new SessionBus(), log: silentLogger, config: { stopTimeoutS: 1 } }));
       const limits = { memoryBytes: 64 * 1024 * 1024, nanoCpus: 0.25e9, pids: 32 };
       const admission = new Admission({ capacityMemory: 1e12, capacityCpus: 64, minFreeMemory: 0, maxSessions: 10, limits: { probe: limits, stream: limits, segmentation: limits }, availableMemory: () => null });
+      const finisher = testLifecycle({ driver, store, admission, config: { stopTimeoutS: 1 } });
       const reaper = new Reaper({ driver, store, finisher, log: silentLogger, owns: (s) => s.startsWith(prefix) });
       try {
         const report = await reconcile({
           driver,
           store,
-          finisher,
-          admission,
+          lifecycle: finisher,
           settings: { orphanGraceS: 0, keepFailed: false, sessionTtlS: 3600 },
           log: silentLogger,
           owns: (s) => s?.startsWith(prefix) === true,

@@ -15,13 +15,13 @@ import { ensureEmulatorImages } from '../../src/runtime/docker/images.js';
 import { LABEL_SESSION } from '../../src/runtime/driver.js';
 import { SessionBus } from '../../src/sessions/events.js';
 import { openSessionStore } from '../../src/sessions/sqlite-store.js';
-import { finishSession } from '../../src/sessions/teardown.js';
+import { ADMIT_ALL, testLifecycle } from '../support/lifecycle.js';
 import type { SessionStore } from '../../src/sessions/types.js';
-import { sessionOps, type SessionOpsDeps } from '../../src/ops/session-ops.js';
+import { sessionOps } from '../../src/ops/session-ops.js';
 import { FrameDecoder, encodeFrame } from '../../protocol/codec.js';
 import { EdgeechoError } from '../../protocol/errors.js';
 import { Daemon } from '../../src/daemon/daemon.js';
-import { OpRegistry } from '../../src/daemon/op-registry.js';
+import { OpRegistry } from '../../src/ops/contract.js';
 import { connect as connectClient } from '../../src/client/client.js';
 import type { StatusFrame } from '../../protocol/messages.js';
 
@@ -86,19 +86,12 @@ if (docker) {
   const driver = new DockerDriver({ docker, subnetPool: config.subnetPool, subnetPrefix: config.subnetPrefix });
   const created = new Set<string>();
 
-  function setup(overrides: Partial<Config> = {}, admit?: SessionOpsDeps['admit']) {
+  function setup(overrides: Partial<Config> = {}, admit?: (session: string) => Promise<unknown>) {
     const store: SessionStore = openSessionStore(':memory:');
     const bus = new SessionBus();
-    const deps: SessionOpsDeps = {
-      driver,
-      store,
-      bus,
-      config: { ...config, ...overrides },
-      log: silentLogger,
-      admit: admit ?? (() => ({ release() {} })),
-      labels: TEST_LABELS,
-    };
-    return { ops: sessionOps(deps), store, bus, deps };
+    const opsConfig = { ...config, ...overrides };
+    const lifecycle = testLifecycle({ driver, store, bus, config: opsConfig, labels: TEST_LABELS, ...(admit ? { admission: { ...ADMIT_ALL, admit } } : {}) });
+    return { ops: sessionOps({ lifecycle, store, config: opsConfig }), store, bus, lifecycle };
   }
 
   /** Remembers the session id from the first status frame, so cleanup finds it even when create fails. */
@@ -113,7 +106,7 @@ if (docker) {
   }
 
   test('plain: 100,000 frames reach a client at the location, in order', async () => {
-    const { ops, store, bus, deps } = setup();
+    const { ops, store, bus, lifecycle } = setup();
     try {
       const ctx = tracked();
       const result = await callOp(ops, 'session.create', { mode: 'plain', count: 100_000, payload_bytes: 64 }, ctx);
@@ -131,7 +124,7 @@ if (docker) {
       assert.is(got.frames, 100_000);
       assert.is(got.details.count, 100_000);
       await waitExited(docker, result.containers.map((c: { id: string }) => c.id));
-      const final = await finishSession({ ...deps, config: deps.config }, result.id);
+      const final = await lifecycle.finish(result.id, { cause: 'exited' });
       assert.is(final.state, 'completed', JSON.stringify(final.error));
       const probe = final.containers.find((c) => c.role === 'probe');
       assert.is(probe?.exitCode, 0);
@@ -144,14 +137,14 @@ if (docker) {
   });
 
   test('segmented: the segmentation server reports 0 lost; watch ends with the final stats', async () => {
-    const { ops, deps } = setup();
+    const { ops, lifecycle } = setup();
     try {
       const result = await callOp(ops, 'session.create', { mode: 'segmented', count: 20_000 }, tracked());
       assert.equal(result.containers.map((c: { role: string }) => c.role), ['probe', 'stream', 'segmentation']);
       const watchCtx = opContext(2);
       const watching = callOp(ops, 'session.watch', { id: result.id }, watchCtx);
       await waitExited(docker, result.containers.map((c: { id: string }) => c.id));
-      await finishSession(deps, result.id);
+      await lifecycle.finish(result.id, { cause: 'exited' });
       const final = await watching;
       assert.is(final.state, 'completed', JSON.stringify(final.error));
       const seg = final.containers.find((c: { role: string }) => c.role === 'segmentation');
@@ -228,7 +221,6 @@ if (docker) {
         Image: config.imageProbe,
         Labels: { ...TEST_LABELS, 'io.edgeecho.managed': 'true', 'io.edgeecho.squatter': 'true' },
       });
-      return { release() {} };
     });
     try {
       const ctx = tracked();

@@ -2,7 +2,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { readFileSync } from 'node:fs';
 import { resourceOps, type ResourcesResult } from '../../src/ops/resource-ops.js';
-import { OpRegistry, validateArgs } from '../../src/daemon/op-registry.js';
+import { OpRegistry, validateArgs } from '../../src/ops/contract.js';
 import type { AdmissionState } from '../../src/resources/admission.js';
 import type { ResourceSnapshot } from '../../src/resources/tracker.js';
 import { silentLogger } from '../../src/log.js';

@@ -1,31 +1,27 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { FakeDriver } from '../support/fake-driver.js';
+import { FakeRuntime } from '../support/fake-runtime.js';
 import { callOp, opContext } from '../support/op-context.js';
 import { loadConfig } from '../../src/config.js';
 import { silentLogger } from '../../src/log.js';
 import { SessionBus } from '../../src/sessions/events.js';
 import { openSessionStore } from '../../src/sessions/sqlite-store.js';
-import { finishSession, sessionOps } from '../../src/ops/session-ops.js';
+import { sessionOps } from '../../src/ops/session-ops.js';
+import { SessionLifecycle } from '../../src/sessions/lifecycle.js';
 import { EdgeechoError } from '../../protocol/errors.js';
 import type { Role } from '../../src/runtime/driver.js';
 
 const { config } = loadConfig({ env: { EDGEECHO_MAX_COUNT: '1000', EDGEECHO_MAX_PAYLOAD_BYTES: '128' } });
 
-function setup(admit?: (session: string, roles: readonly Role[]) => { release(): void }) {
-  const driver = new FakeDriver();
+function setup(admit: (session: string, roles: readonly Role[]) => void = () => undefined) {
+  const driver = new FakeRuntime();
   const store = openSessionStore(':memory:');
   const bus = new SessionBus();
   const released: string[] = [];
-  const ops = sessionOps({
-    driver,
-    store,
-    bus,
-    config,
-    log: silentLogger,
-    admit: admit ?? ((session) => ({ release: () => void released.push(session) })),
-  });
-  return { driver, store, bus, ops, released };
+  const admission = { admit, release: (session: string) => void released.push(session), adopt: () => undefined };
+  const lifecycle = new SessionLifecycle({ driver, store, bus, admission, config, log: silentLogger });
+  const ops = sessionOps({ lifecycle, store, config });
+  return { driver, store, bus, ops, released, lifecycle };
 }
 const fails = (p: Promise<unknown>): Promise<EdgeechoError> =>
   p.then(
@@ -116,16 +112,15 @@ test('stop during create cancels it; the session ends stopped and removed', asyn
   open();
 });
 
-test('a create whose session the sweep failed meanwhile (TTL) reports that outcome, not a CONFLICT', async () => {
-  const { ops, driver, store, bus } = setup();
+test('a create the sweep expires (TTL) is cancelled and rolled back, and reports that outcome', async () => {
+  const { ops, driver, store, lifecycle } = setup();
   let open!: () => void;
   driver.readyGate = new Promise((r) => (open = r));
   const ctx = opContext();
   const creating = fails(callOp(ops, 'session.create', { mode: 'plain', count: 1 }, ctx));
   while (!driver.calls.includes('waitReady probe')) await new Promise((r) => setImmediate(r));
   const id = String(ctx.statuses[0]!.session);
-  const ttl = { code: 'TIMEOUT' as const, message: 'session still creating after its TTL of 10 s (EDGEECHO_SESSION_TTL_S)' };
-  await finishSession({ driver, store, bus, log: silentLogger, config }, id, { state: 'failed', reason: ttl.message, error: ttl });
+  await lifecycle.finish(id, { cause: 'expired', ttlS: 10, state: 'creating' });
   open();
   const err = await creating;
   assert.is(err.code, 'TIMEOUT');

@@ -5,16 +5,17 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { readFileSync } from 'node:fs';
-import { FakeDriver } from '../support/fake-driver.js';
+import { FakeRuntime } from '../support/fake-runtime.js';
 import { callOp, opContext } from '../support/op-context.js';
 import { loadConfig } from '../../src/config.js';
 import { silentLogger } from '../../src/log.js';
-import { validateArgs } from '../../src/daemon/op-registry.js';
+import { validateArgs } from '../../src/ops/contract.js';
 import { Admission, admissionOptions } from '../../src/resources/admission.js';
 import type { SessionUsage } from '../../src/resources/tracker.js';
 import { SessionBus } from '../../src/sessions/events.js';
 import { openSessionStore } from '../../src/sessions/sqlite-store.js';
 import { sessionOps } from '../../src/ops/session-ops.js';
+import { SessionLifecycle } from '../../src/sessions/lifecycle.js';
 import { EdgeechoError } from '../../protocol/errors.js';
 import { parseRequest } from '../../protocol/messages.js';
 
@@ -30,19 +31,12 @@ const MiB = 1024 * 1024;
 const { config } = loadConfig({ env: { EDGEECHO_CAPACITY_MEMORY: '1g', EDGEECHO_CAPACITY_CPUS: '64', EDGEECHO_MIN_FREE_MEMORY: '0' } });
 
 function setup(options: { usage?: (session: string) => SessionUsage | undefined; maxPayloadBytes?: number } = {}) {
-  const driver = new FakeDriver();
+  const driver = new FakeRuntime();
   const store = openSessionStore(':memory:');
   const admission = new Admission(admissionOptions(config, () => null));
-  const ops = sessionOps({
-    driver,
-    store,
-    bus: new SessionBus(),
-    config: { ...config, ...(options.maxPayloadBytes ? { maxPayloadBytes: options.maxPayloadBytes } : {}) },
-    log: silentLogger,
-    admit: (s, roles) => admission.admit(s, roles),
-    release: (s) => admission.release(s),
-    ...(options.usage ? { usage: options.usage } : {}),
-  });
+  const opsConfig = { ...config, ...(options.maxPayloadBytes ? { maxPayloadBytes: options.maxPayloadBytes } : {}) };
+  const lifecycle = new SessionLifecycle({ driver, store, bus: new SessionBus(), admission, config: opsConfig, log: silentLogger });
+  const ops = sessionOps({ lifecycle, store, config: opsConfig, ...(options.usage ? { usage: options.usage } : {}) });
   return { driver, store, admission, ops };
 }
 

@@ -1,6 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Admission, admissionOptions, rolesFor, type AdmissionOptions } from '../../src/resources/admission.js';
+import { Admission, admissionOptions, type AdmissionOptions } from '../../src/resources/admission.js';
+import { rolesOf } from '../../src/workflow/session-spec.js';
 import { EdgeechoError } from '../../protocol/errors.js';
 import { loadConfig } from '../../src/config.js';
 
@@ -35,7 +36,7 @@ function refusal(fn: () => unknown): EdgeechoError {
 
 test('a session reserves the sum of its roles\' limits and release gives it back once', () => {
   const a = new Admission(options());
-  const r = a.admit('s1', rolesFor('segmented'));
+  const r = a.admit('s1', rolesOf('segmented'));
   assert.is(r.memoryBytes, 512 * MiB);
   assert.is(r.nanoCpus, 2e9);
   assert.equal(a.state(), { sessions: 1, maxSessions: 10, reservedMemoryBytes: 512 * MiB, capacityMemoryBytes: 1024 * MiB, reservedCpus: 2, capacityCpus: 4 });
@@ -47,9 +48,9 @@ test('a session reserves the sum of its roles\' limits and release gives it back
 
 test('memory capacity: refused with resource, asked and free', () => {
   const a = new Admission(options());
-  a.admit('s1', rolesFor('segmented'));
-  a.admit('s2', rolesFor('plain'));
-  const err = refusal(() => a.admit('s3', rolesFor('plain')));
+  a.admit('s1', rolesOf('segmented'));
+  a.admit('s2', rolesOf('plain'));
+  const err = refusal(() => a.admit('s3', rolesOf('plain')));
   assert.is(err.code, 'RESOURCE_EXHAUSTED');
   assert.equal(err.details, { resource: 'memory', asked: 384 * MiB, free: 128 * MiB });
   assert.match(err.message, /EDGEECHO_CAPACITY_MEMORY/);
@@ -58,18 +59,18 @@ test('memory capacity: refused with resource, asked and free', () => {
 
 test('CPU capacity is checked in CPUs', () => {
   const a = new Admission(options({ capacityCpus: 2, capacityMemory: 100_000 * MiB }));
-  a.admit('s1', rolesFor('plain'));
-  const err = refusal(() => a.admit('s2', rolesFor('plain')));
+  a.admit('s1', rolesOf('plain'));
+  const err = refusal(() => a.admit('s2', rolesOf('plain')));
   assert.equal(err.details, { resource: 'cpus', asked: 1.5, free: 0.5 });
 });
 
 test('host available memory below min_free refuses even with capacity left', () => {
   let available: number | null = 100 * MiB;
   const a = new Admission(options({ availableMemory: () => available }));
-  const err = refusal(() => a.admit('s1', rolesFor('plain')));
+  const err = refusal(() => a.admit('s1', rolesOf('plain')));
   assert.equal(err.details, { resource: 'host_memory', asked: 384 * MiB, free: 100 * MiB, min_free: 256 * MiB });
   available = null; // not sampled yet: no basis to refuse
-  a.admit('s1', rolesFor('plain'));
+  a.admit('s1', rolesOf('plain'));
 });
 
 test('max_sessions live sessions refuse the next; a release makes room', () => {
@@ -90,10 +91,10 @@ test('admitting the same session twice is a CONFLICT', () => {
 test('adopted sessions re-reserve without refusal and count against new ones', () => {
   const a = new Admission(options({ maxSessions: 1 }));
   const stale = a.admit('s1', ['probe']);
-  a.adopt('s1', rolesFor('segmented'));
+  a.adopt('s1', rolesOf('segmented'));
   stale.release(); // the pre-adoption handle must not drop the adopted reservation
   assert.is(a.state().reservedMemoryBytes, 512 * MiB);
-  a.adopt('s2', rolesFor('segmented')); // over max_sessions, still adopted
+  a.adopt('s2', rolesOf('segmented')); // over max_sessions, still adopted
   assert.is(a.state().sessions, 2);
   assert.is(refusal(() => a.admit('s3', ['probe'])).details!.resource, 'sessions');
 });

@@ -1,7 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { parseMeminfo, parseProcStat, ResourceTracker, type HostReaders } from '../../src/resources/tracker.js';
-import type { Scheduler } from '../../src/sessions/cron.js';
+import type { Scheduler } from '../../src/scheduler.js';
 import type { ContainerState, ContainerUsage, ManagedObjects } from '../../src/runtime/driver.js';
 import { silentLogger } from '../../src/log.js';
 

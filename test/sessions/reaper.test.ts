@@ -1,18 +1,16 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { FinishOnce, Reaper, teardownFinish } from '../../src/sessions/reaper.js';
+import { Reaper } from '../../src/sessions/reaper.js';
 import { openSessionStore } from '../../src/sessions/sqlite-store.js';
 import { SessionBus } from '../../src/sessions/events.js';
 import { silentLogger } from '../../src/log.js';
 import type { RuntimeDriver, RuntimeEvent } from '../../src/runtime/driver.js';
-import { FakeRuntime, fakeFinish, readySession, tick, until } from './fake-runtime.js';
+import { FakeRuntime, fakeFinisher, readySession, tick, until } from '../support/fake-runtime.js';
 
 function setup(options: { owns?: (s: string) => boolean; sleeps?: number[]; driver?: Pick<RuntimeDriver, 'events' | 'inspectContainer'>; gate?: Promise<void> } = {}) {
   const runtime = new FakeRuntime();
   const store = openSessionStore(':memory:');
-  const finish = fakeFinish(runtime, store);
-  const gate = options.gate;
-  const finisher = new FinishOnce(gate ? async (id, request) => (await gate, finish.fn(id, request)) : finish.fn);
+  const finisher = fakeFinisher(runtime, store, options.gate);
   const sleeps = options.sleeps ?? [];
   const reaper = new Reaper({
     driver: options.driver ?? runtime,
@@ -25,7 +23,7 @@ function setup(options: { owns?: (s: string) => boolean; sleeps?: number[]; driv
     nowMs: () => 0,
     ...(options.owns ? { owns: options.owns } : {}),
   });
-  return { runtime, store, finish, finisher, reaper, sleeps, [Symbol.asyncDispose]: async () => (await reaper.stop(), store.close()) };
+  return { runtime, store, finish: finisher, finisher, reaper, sleeps, [Symbol.asyncDispose]: async () => (await reaper.stop(), store.close()) };
 }
 
 test('a ready session is finished when its last container dies, not before', async () => {
@@ -72,8 +70,8 @@ test('a session whose containers all exited while it was still creating is finis
   const bus = new SessionBus();
   const runtime = new FakeRuntime();
   const store = openSessionStore(':memory:');
-  const finish = fakeFinish(runtime, store);
-  const reaper = new Reaper({ driver: runtime, store, finisher: new FinishOnce(finish.fn), log: silentLogger, bus, sleep: async () => undefined, nowS: () => 1_000, nowMs: () => 0 });
+  const finish = fakeFinisher(runtime, store);
+  const reaper = new Reaper({ driver: runtime, store, finisher: finish, log: silentLogger, bus, sleep: async () => undefined, nowS: () => 1_000, nowMs: () => 0 });
   try {
     store.create({ id: 'quick', mode: 'plain', count: 1, payloadBytes: 1, rate: null });
     for (const role of ['probe', 'stream'] as const) {
@@ -124,7 +122,7 @@ test('nothing is kept per session finished by someone else (stop, sweep) while i
   t.runtime.addContainer('s1', 'stream');
   t.reaper.start();
   await t.runtime.subscribed(1);
-  const stopped = t.finisher.run('s1', { cause: 'stop', reason: 'session.stop' });
+  const stopped = t.finisher.finish('s1', { cause: 'stop', reason: 'session.stop' });
   // the stop removes the containers: their destroy events arrive while it is still running
   t.runtime.emit({ type: 'container', action: 'destroy', id: 's1-probe', session: 's1', timeNano: 3e12 });
   t.runtime.emit({ type: 'container', action: 'destroy', id: 's1-stream', session: 's1', timeNano: 3e12 });
@@ -197,28 +195,6 @@ test('stop ends the event subscription and leaves sessions alone', async () => {
   t.runtime.exit('s1-stream');
   for (let i = 0; i < 5; i++) await tick();
   assert.is(t.store.get('s1')!.state, 'ready');
-});
-
-test('teardownFinish maps requests onto teardown outcomes', async () => {
-  const runtime = new FakeRuntime();
-  const store = openSessionStore(':memory:');
-  try {
-    const released: string[] = [];
-    const finish = teardownFinish({ driver: runtime as unknown as RuntimeDriver, store, bus: new SessionBus(), log: silentLogger, config: { stopTimeoutS: 0 }, release: (id) => void released.push(id) });
-    readySession(store, 'ttl', ['stream']);
-    runtime.addContainer('ttl', 'stream', false);
-    await finish('ttl', { cause: 'fail', reason: 'too old', error: { code: 'TIMEOUT', message: 'too old' } });
-    const rec = store.get('ttl')!;
-    assert.is(rec.state, 'failed');
-    assert.equal(rec.error, { code: 'TIMEOUT', message: 'too old' });
-    assert.is(rec.transitions.at(-1)!.reason, 'too old');
-    readySession(store, 'stop', ['stream']);
-    await finish('stop', { cause: 'stop', reason: 'shutdown' });
-    assert.is(store.get('stop')!.state, 'stopped');
-    assert.equal(released, ['ttl', 'stop']);
-  } finally {
-    store.close();
-  }
 });
 
 test.run();

@@ -1,23 +1,30 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { FinishOnce } from '../../src/sessions/reaper.js';
-import { reconcile, RESTARTED_DURING_CREATE, shutdownSessions } from '../../src/sessions/reconcile.js';
+import { loadConfig } from '../../src/config.js';
+import { SessionBus } from '../../src/sessions/events.js';
+import { SessionLifecycle } from '../../src/sessions/lifecycle.js';
+import { RESTARTED_DURING_CREATE, type FinishRequest } from '../../src/sessions/outcome.js';
+import { reconcile } from '../../src/sessions/reconcile.js';
 import { openSessionStore } from '../../src/sessions/sqlite-store.js';
 import { Admission } from '../../src/resources/admission.js';
 import { silentLogger } from '../../src/log.js';
-import { FakeRuntime, fakeFinish, readySession } from './fake-runtime.js';
+import { FakeRuntime, readySession } from '../support/fake-runtime.js';
 
 const limits = { memoryBytes: 100, nanoCpus: 1e9, pids: 8 };
+const { config } = loadConfig({ env: { EDGEECHO_STOP_TIMEOUT_S: '0' } });
 
 function setup() {
   const runtime = new FakeRuntime();
   const store = openSessionStore(':memory:');
-  const finish = fakeFinish(runtime, store);
-  const finisher = new FinishOnce(finish.fn);
   const admission = new Admission({ capacityMemory: 150, capacityCpus: 100, minFreeMemory: 0, maxSessions: 100, limits: { probe: limits, stream: limits, segmentation: limits }, availableMemory: () => null });
+  const lifecycle = new SessionLifecycle({ driver: runtime, store, bus: new SessionBus(), admission, config, log: silentLogger });
+  // Records what reconcile handed over; the real lifecycle acts on it.
+  const calls: Array<{ id: string; request: FinishRequest }> = [];
+  const finish = lifecycle.finish.bind(lifecycle);
+  lifecycle.finish = (id, request) => (calls.push({ id, request }), finish(id, request));
   const run = (owns?: (s: string | undefined) => boolean) =>
-    reconcile({ driver: runtime, store, finisher, settings: { orphanGraceS: 0, keepFailed: false, sessionTtlS: 3600 }, log: silentLogger, admission, ...(owns ? { owns } : {}) });
-  return { runtime, store, finish, finisher, admission, run, [Symbol.dispose]: () => store.close() };
+    reconcile({ driver: runtime, store, lifecycle, settings: { orphanGraceS: 0, keepFailed: false, sessionTtlS: 3600 }, log: silentLogger, ...(owns ? { owns } : {}) });
+  return { runtime, store, finish: { calls }, lifecycle, admission, run, [Symbol.dispose]: () => store.close() };
 }
 
 function creating(t: ReturnType<typeof setup>, id: string, mode: 'plain' | 'segmented' = 'plain'): void {
@@ -126,9 +133,9 @@ test('shutdown leaves sessions running unless asked to stop them', async () => {
   using t = setup();
   readySession(t.store, 'a', ['stream']);
   t.runtime.addContainer('a', 'stream');
-  assert.equal(await shutdownSessions({ store: t.store, finisher: t.finisher, stopSessionsOnShutdown: false, log: silentLogger }), []);
+  assert.equal(await t.lifecycle.shutdown(false), []);
   assert.is(t.store.get('a')!.state, 'ready');
-  assert.equal(await shutdownSessions({ store: t.store, finisher: t.finisher, stopSessionsOnShutdown: true, log: silentLogger }), ['a']);
+  assert.equal(await t.lifecycle.shutdown(true), ['a']);
   assert.is(t.store.get('a')!.state, 'stopped');
 });
 

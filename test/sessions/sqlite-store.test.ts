@@ -7,14 +7,14 @@ import { join } from 'node:path';
 import { openSessionStore, SESSION_DB_FILE } from '../../src/sessions/sqlite-store.js';
 import { migrate, MIGRATIONS, SCHEMA_VERSION, type Migration } from '../../src/sessions/sqlite-migrations.js';
 import { EdgeechoError } from '../../protocol/errors.js';
-import type { NewSession } from '../../src/sessions/types.js';
+import type { SessionSpec } from '../../src/workflow/session-spec.js';
 
 function tempDir(): { dir: string; path: string; [Symbol.dispose](): void } {
   const dir = mkdtempSync(join(tmpdir(), 'edgeecho-store-'));
   return { dir, path: join(dir, 'nested', SESSION_DB_FILE), [Symbol.dispose]: () => rmSync(dir, { recursive: true, force: true }) };
 }
 
-const plain = (id: string): NewSession => ({ id, mode: 'plain', count: 100, payloadBytes: 512, rate: null });
+const plain = (id: string): SessionSpec => ({ id, mode: 'plain', count: 100, payloadBytes: 512, rate: null });
 
 test('a new file is migrated from empty to the latest schema in WAL mode', () => {
   using tmp = tempDir();

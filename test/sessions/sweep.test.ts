@@ -1,20 +1,18 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { FinishOnce } from '../../src/sessions/reaper.js';
 import { DAY_MS, ObjectAges, Sweep, type SweepSettings } from '../../src/sessions/sweep.js';
 import { openSessionStore } from '../../src/sessions/sqlite-store.js';
 import { Admission } from '../../src/resources/admission.js';
-import type { Scheduler } from '../../src/sessions/cron.js';
+import type { Scheduler } from '../../src/scheduler.js';
 import { silentLogger } from '../../src/log.js';
-import { FakeRuntime, fakeFinish, readySession } from './fake-runtime.js';
+import { FakeRuntime, fakeFinisher, readySession } from '../support/fake-runtime.js';
 
 const T0 = 1_700_000_000_000;
 
 function setup(settings: Partial<SweepSettings> = {}, owns?: (s: string | undefined) => boolean) {
   const runtime = new FakeRuntime();
   const store = openSessionStore(':memory:');
-  const finish = fakeFinish(runtime, store);
-  const finisher = new FinishOnce(finish.fn);
+  const finisher = fakeFinisher(runtime, store);
   const clock = { now: T0 };
   const sweep = new Sweep({
     driver: runtime,
@@ -26,7 +24,7 @@ function setup(settings: Partial<SweepSettings> = {}, owns?: (s: string | undefi
     now: () => clock.now,
     ...(owns ? { owns } : {}),
   });
-  return { runtime, store, finish, sweep, clock, [Symbol.dispose]: () => store.close() };
+  return { runtime, store, finish: finisher, sweep, clock, [Symbol.dispose]: () => store.close() };
 }
 
 test('a ready session whose containers all exited without an event is finished', async () => {
@@ -161,7 +159,7 @@ test('the sweep releases admission reservations of sessions no longer live', asy
     readySession(store, 'live', ['stream'], T0);
     runtime.addContainer('live', 'stream');
     admission.admit('live', ['stream']);
-    const sweep = new Sweep({ driver: runtime, store, finisher: new FinishOnce(fakeFinish(runtime, store).fn), settings: { sessionTtlS: 3600, orphanGraceS: 60, retentionDays: 14, keepFailed: false }, cron: '* * * * * *', log: silentLogger, admission, now: () => T0 });
+    const sweep = new Sweep({ driver: runtime, store, finisher: fakeFinisher(runtime, store), settings: { sessionTtlS: 3600, orphanGraceS: 60, retentionDays: 14, keepFailed: false }, cron: '* * * * * *', log: silentLogger, admission, now: () => T0 });
     await sweep.tick();
     assert.ok(admission.has('live') && !admission.has('gone'));
   } finally {
@@ -182,7 +180,7 @@ test('start schedules ticks on the cron; overlapping ticks are joined; stop canc
   try {
     let lists = 0;
     const driver = { ...runtime, removeContainer: runtime.removeContainer.bind(runtime), removeNetwork: runtime.removeNetwork.bind(runtime), listManaged: async () => (lists++, runtime.listManaged()) };
-    const sweep = new Sweep({ driver, store, finisher: new FinishOnce(async () => undefined), settings: { sessionTtlS: 3600, orphanGraceS: 60, retentionDays: 14, keepFailed: false }, cron: '*/30 * * * * *', log: silentLogger, scheduler });
+    const sweep = new Sweep({ driver, store, finisher: { finish: async () => undefined, finishing: () => false }, settings: { sessionTtlS: 3600, orphanGraceS: 60, retentionDays: 14, keepFailed: false }, cron: '*/30 * * * * *', log: silentLogger, scheduler });
     sweep.start();
     sweep.start();
     assert.is(ticks.length, 1);

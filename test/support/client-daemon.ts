@@ -8,9 +8,9 @@ import { join } from 'node:path';
 import { EdgeechoError, isErrorCode } from '../../protocol/errors.js';
 import { loadConfig } from '../../src/config.js';
 import { Daemon } from '../../src/daemon/daemon.js';
-import { OpRegistry } from '../../src/daemon/op-registry.js';
+import { OpRegistry } from '../../src/ops/contract.js';
 import { silentLogger } from '../../src/log.js';
-import { registerCoreOps } from '../../src/ops/core-ops.js';
+import { registerCoreOps } from '../../src/daemon/core-ops.js';
 
 export interface TestDaemon {
   daemon: Daemon;

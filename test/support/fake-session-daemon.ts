@@ -6,7 +6,7 @@
 import { EdgeechoError } from '../../protocol/errors.js';
 import { loadConfig } from '../../src/config.js';
 import { Daemon, type DaemonOptions } from '../../src/daemon/daemon.js';
-import { OpRegistry, type OpContext } from '../../src/daemon/op-registry.js';
+import { OpRegistry, type OpContext } from '../../src/ops/contract.js';
 import { silentLogger } from '../../src/log.js';
 
 export const FAIL_COUNT = 13;

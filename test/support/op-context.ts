@@ -1,6 +1,6 @@
 /** An OpContext for calling op handlers directly: records status frames, has its own AbortController. */
-import type { OpContext, OpDefinition } from '../../src/daemon/op-registry.js';
-import { validateArgs } from '../../src/daemon/op-registry.js';
+import type { OpContext, OpDefinition } from '../../src/ops/contract.js';
+import { validateArgs } from '../../src/ops/contract.js';
 import { silentLogger } from '../../src/log.js';
 
 export interface RecordingContext extends OpContext {

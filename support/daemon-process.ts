@@ -11,9 +11,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type Docker from 'dockerode';
-import { LABEL_SESSION } from '../../src/runtime/driver.js';
+import { LABEL_SESSION } from '../src/runtime/driver.js';
 
-const BIN = fileURLToPath(new URL('../../bin/edgeecho.js', import.meta.url));
+const BIN = fileURLToPath(new URL('../bin/edgeecho.js', import.meta.url));
 export const TEST_LABEL = 'io.edgeecho.test';
 /** tsx compiles the source on first start: a few seconds on a 2-core machine, more under load. */
 export const DEFAULT_START_TIMEOUT_MS = 60_000;

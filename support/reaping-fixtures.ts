@@ -5,11 +5,11 @@
  */
 import type Docker from 'dockerode';
 import { randomBytes } from 'node:crypto';
-import { buildHostNodeBase } from '../../src/runtime/docker/base-image.js';
-import { DockerDriver } from '../../src/runtime/docker/driver.js';
-import { LABEL_SESSION, type ContainerRef, type Role } from '../../src/runtime/driver.js';
-import type { SessionStore } from '../../src/sessions/types.js';
-import { silentLogger } from '../../src/log.js';
+import { buildHostNodeBase } from '../src/runtime/docker/base-image.js';
+import { DockerDriver } from '../src/runtime/docker/driver.js';
+import { LABEL_SESSION, type ContainerRef, type Role } from '../src/runtime/driver.js';
+import type { SessionStore } from '../src/sessions/types.js';
+import { silentLogger } from '../src/log.js';
 
 export const TEST_LABELS = { 'io.edgeecho.test': 'sessions' };
 /** A pool apart from the default one, so concurrent helpers' tests rarely contend for subnets. */

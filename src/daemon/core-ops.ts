@@ -4,8 +4,8 @@
  * their definitions live here so they are listed and validated like every other op.
  */
 import { EdgeechoError } from '../../protocol/errors.js';
-import { SUPPORTED_PROTOCOLS, type RequestId } from '../../protocol/messages.js';
-import type { OpContext, OpDefinition, OpRegistry } from '../daemon/op-registry.js';
+import { chooseProtocol, SUPPORTED_PROTOCOLS, type RequestId } from '../../protocol/messages.js';
+import type { OpContext, OpDefinition, OpRegistry } from '../ops/contract.js';
 
 export interface HelloArgs {
   client: string;
@@ -27,12 +27,10 @@ export interface CoreControl {
   cancel(target: RequestId): boolean;
 }
 
-/**
- * The version both sides speak: the client's, when this build supports it. The client picks it from the
- * greeting's `protocols`, so anything else means no version in common.
- */
-export function chooseProtocol(requested: number, supported: readonly number[] = SUPPORTED_PROTOCOLS): number {
-  if (supported.includes(requested)) return requested;
+/** The version hello asked for, when this build speaks it; anything else means no version in common. */
+export function helloProtocol(requested: number, supported: readonly number[] = SUPPORTED_PROTOCOLS): number {
+  const protocol = chooseProtocol([requested], supported);
+  if (protocol !== null) return protocol;
   throw new EdgeechoError(
     'UNSUPPORTED_PROTOCOL',
     `protocol ${requested} is not supported; this daemon speaks ${supported.join(', ')} (pick the highest version both sides list)`,
@@ -81,7 +79,7 @@ export function pingResult(now = Date.now()): { pong: true; time: number } {
 
 export const CORE_OPS: readonly OpDefinition<any>[] = [helloOp, pingOp, cancelOp];
 
-/** Adds the core ops to a registry (for listing; the connection answers them itself). */
+/** Adds the core ops to a registry (for listing; the connection answers them itself). The Daemon does it for its registry. */
 export function registerCoreOps(registry: OpRegistry): OpRegistry {
   for (const op of CORE_OPS) if (!registry.get(op.name)) registry.register(op);
   return registry;

@@ -1,0 +1,95 @@
+/**
+ * The composition root: builds everything behind the daemon's op registry from the config, in start-up order
+ * (runtime, emulators, records, resources, admission, session lifecycle, reconcile, reaper, sweep), and closes it
+ * in reverse. Nothing imports this file but the CLI's daemon command.
+ */
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import { parseObjectLabels, type Config } from './config.js';
+import { OpRegistry } from './ops/contract.js';
+import { resourceOps } from './ops/resource-ops.js';
+import { sessionOps } from './ops/session-ops.js';
+import { Admission, admissionOptions } from './resources/admission.js';
+import { ResourceTracker } from './resources/tracker.js';
+import { createRuntime } from './runtime/create-runtime.js';
+import { SessionBus } from './sessions/events.js';
+import { SessionLifecycle } from './sessions/lifecycle.js';
+import { Reaper } from './sessions/reaper.js';
+import { reconcile } from './sessions/reconcile.js';
+import { openSessionStore, SESSION_DB_FILE } from './sessions/sqlite-store.js';
+import { ObjectAges, Sweep } from './sessions/sweep.js';
+
+export interface Ops {
+  registry: OpRegistry;
+  close(): Promise<void>;
+}
+
+/** No ops beyond the core ones the daemon itself answers (hello, ping, cancel): for daemons that drive no runtime. */
+export function createCoreOps(): Ops {
+  return { registry: new OpRegistry(), close: async () => undefined };
+}
+
+export async function createOps(config: Config, log: Logger): Promise<Ops> {
+  const runtime = createRuntime(config, log);
+  await runtime.check();
+  if (config.buildImages) {
+    const images = await runtime.prepare({});
+    log.info({ built: images.built, present: images.present, base: images.base }, 'emulator images ready');
+  }
+  const { driver } = runtime;
+
+  mkdirSync(config.dataDir, { recursive: true, mode: 0o750 });
+  const store = openSessionStore(join(config.dataDir, SESSION_DB_FILE));
+  const closers: Array<() => Promise<void> | void> = [() => store.close()];
+  try {
+    const bus = new SessionBus();
+    const tracker = new ResourceTracker({ driver, dataDir: config.dataDir, cron: config.resourcesCron, log: log.child({ component: 'resources' }) });
+    await tracker.start();
+    closers.unshift(() => tracker.stop());
+    const admission = new Admission(admissionOptions(config, () => tracker.availableMemory()));
+    const sessionLog = log.child({ component: 'sessions' });
+    const labels = parseObjectLabels(config.objectLabels);
+    const lifecycle = new SessionLifecycle({ driver, store, bus, admission, config, log: sessionLog, labels });
+    const ages = new ObjectAges();
+
+    await reconcile({ driver, store, lifecycle, settings: config, log: sessionLog, ages });
+    const reaper = new Reaper({ driver, store, finisher: lifecycle, log: sessionLog, bus });
+    reaper.start();
+    closers.unshift(() => reaper.stop());
+    const sweep = new Sweep({ driver, store, finisher: lifecycle, settings: config, cron: config.sweepCron, log: sessionLog, ages, admission });
+    sweep.start();
+    closers.unshift(() => sweep.stop());
+    // Back from an engine outage (dockerd restarted): sweep now instead of at the next cron tick, so objects whose
+    // removal failed while the engine was going down are removed as soon as it answers again.
+    let broken = false;
+    const unsubscribe = reaper.onStream((e) => {
+      if (e.type === 'stream-error') broken = true;
+      else if (broken) {
+        broken = false;
+        sweep.tick().catch((err: Error) => sessionLog.warn({ err: err.message }, 'sweep after reconnect failed'));
+      }
+    });
+    closers.unshift(unsubscribe);
+    closers.unshift(() => lifecycle.shutdown(config.stopSessionsOnShutdown).then(() => undefined));
+
+    const registry = new OpRegistry();
+    const usage = (session: string) => tracker.latest()?.sessions.find((s) => s.session === session);
+    for (const op of sessionOps({ lifecycle, store, config, usage })) registry.register(op);
+    for (const op of resourceOps({ tracker, admission })) registry.register(op);
+    return { registry, close: () => closeAll(closers, log) };
+  } catch (err) {
+    await closeAll(closers, log);
+    throw err;
+  }
+}
+
+async function closeAll(closers: Array<() => Promise<void> | void>, log: Logger): Promise<void> {
+  for (const close of closers) {
+    try {
+      await close();
+    } catch (err) {
+      log.error({ err: (err as Error).message }, 'closing failed');
+    }
+  }
+}
