@@ -1,6 +1,6 @@
 /**
- * The op registry: the seam between the connection and everything behind it (workflow engine, sessions,
- * resources). Each op declares an argument schema, validated before its handler runs, and an async handler
+ * The op contract: the seam between the connection and everything behind it (the session lifecycle, resources).
+ * Each op declares an argument schema, validated before its handler runs, and an async handler
  * that may emit status frames and must honour its AbortSignal.
  */
 import type { Logger } from 'pino';

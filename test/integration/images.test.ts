@@ -44,6 +44,31 @@ if (docker) {
     assert.is(again.present.length, 3);
   });
 
+  test('images built under a umask of 077 (systemd hardening) still run as uid 1000', async () => {
+    const names = { EDGEECHO_IMAGE_PROBE: `edgeecho-test/umask-probe:${process.pid}`, EDGEECHO_IMAGE_STREAM: `edgeecho-test/umask-stream:${process.pid}`, EDGEECHO_IMAGE_SEGMENTATION: `edgeecho-test/umask-segmentation:${process.pid}` };
+    const { config: strict } = loadConfig({ env: names });
+    const previous = process.umask(0o077);
+    try {
+      await buildEmulatorImages(docker, { config: strict, log: silentLogger, force: true, roles: ['probe'] });
+    } finally {
+      process.umask(previous);
+    }
+    try {
+      const container = await docker.createContainer({ Image: names.EDGEECHO_IMAGE_PROBE, User: '1000:1000', Entrypoint: ['node'], Cmd: ['-e', "require('fs').readFileSync('/app/probe.cjs'); console.log('readable')"], Labels: LABELS });
+      try {
+        await container.start();
+        const { StatusCode } = await container.wait();
+        const out = stdoutOf((await container.logs({ stdout: true, stderr: true })) as unknown as Buffer);
+        assert.is(StatusCode, 0, out);
+        assert.match(out, 'readable');
+      } finally {
+        await container.remove({ force: true });
+      }
+    } finally {
+      await docker.getImage(names.EDGEECHO_IMAGE_PROBE).remove({ force: true }).catch(() => undefined);
+    }
+  });
+
   test('probe -> stream -> segmentation in locked-down containers: 0 lost, checksum ok', async () => {
     const suffix = `${process.pid}-${Date.now().toString(36)}`;
     const network = await docker.createNetwork({ Name: `edgeecho-test-emulators-${suffix}`, Driver: 'bridge', Labels: LABELS });

@@ -74,7 +74,7 @@ export async function bundleEmulators(outDir: string): Promise<{ files: Record<R
     legalComments: 'none',
     logLevel: 'silent',
   });
-  const hash = createHash('sha256');
+  const hash = createHash('sha256').update(BUILD_RECIPE);
   const files = {} as Record<Role, string>;
   for (const role of ROLES) {
     files[role] = join(outDir, `${role}.cjs`);
@@ -83,6 +83,13 @@ export async function bundleEmulators(outDir: string): Promise<{ files: Record<R
   return { files, sha256: hash.digest('hex') };
 }
 
+/**
+ * Part of the bundle hash, so images built by an earlier recipe count as stale: bump it when the Dockerfile or the
+ * context's packing changes. 2: file modes normalised in the context (an image built under a umask of 077, as
+ * systemd's hardening sets, had an /app unreadable by the container's uid 1000).
+ */
+const BUILD_RECIPE = 'edgeecho-images-2';
+
 function dockerfile(): string {
   const lines = ['ARG BASE_IMAGE=node:20-bookworm-slim', 'FROM ${BASE_IMAGE} AS app', `COPY app/ ${IMAGE_APP_DIR}/`, `WORKDIR ${IMAGE_APP_DIR}`, 'USER 1000', 'ENV NODE_ENV=production'];
   for (const role of ROLES) lines.push(`FROM app AS ${role}`, `CMD ["node", "${IMAGE_APP_DIR}/${role}.cjs"]`);
@@ -90,7 +97,8 @@ function dockerfile(): string {
 }
 
 function tarStream(dir: string): { stream: NodeJS.ReadableStream; done: Promise<void> } {
-  const tar = spawn('tar', ['-c', '--numeric-owner', '--owner=0', '--group=0', '-C', dir, '.'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  // Modes are normalised: the context is written under the daemon's umask, and the image's user is uid 1000.
+  const tar = spawn('tar', ['-c', '--numeric-owner', '--owner=0', '--group=0', '--mode=u+rwX,go+rX,go-w', '-C', dir, '.'], { stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   tar.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
   const done = new Promise<void>((resolve, reject) => {
