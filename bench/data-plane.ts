@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { encodeFrame, unpackValue } from '../protocol/codec.js';
 import { crc32Update, DataFrameEncoder, readDataFrame, type DataFrame } from '../emulators/data-frame.js';
 import { FrameScanner } from '../emulators/frame-scanner.js';
-import { bundleEmulators } from '../src/runtime/docker/images.js';
+import { bundleEmulators } from '../src/runtime/emulator-bundle.js';
 
 const COUNT = Number(process.env.BENCH_COUNT ?? 1_000_000);
 const PAYLOAD = Number(process.env.BENCH_PAYLOAD_BYTES ?? 64);

@@ -8,7 +8,7 @@ import { createServer, type Socket } from 'node:net';
 import { encodeFrame, FrameDecoder } from '../protocol/codec.js';
 import { DataFrameEncoder } from './data-frame.js';
 import { EmulatorRun, EXIT_CONFIG, EXIT_INCOMPLETE, EXIT_OK, log } from './lifecycle.js';
-import { probeSettings, SettingError, type ProbeSettings } from './settings.js';
+import { listenHost, probeSettings, SettingError, type ProbeSettings } from './settings.js';
 
 /** Bytes per write: large enough to amortise syscalls, small enough to keep rate pacing smooth. */
 const BATCH_BYTES = 64 * 1024;
@@ -120,7 +120,7 @@ function main(): void {
   }
 
   server.on('error', (err) => run.finish(EXIT_CONFIG, `cannot listen on port ${settings.port} (PROBE_PORT): ${err.message}`));
-  server.listen(settings.port, () => {
+  server.listen(settings.port, listenHost(process.env), () => {
     const address = server.address();
     const port = typeof address === 'object' && address ? address.port : settings.port;
     run.setPhase('waiting for the stream to connect');

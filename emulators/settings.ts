@@ -35,6 +35,15 @@ function stringSetting(env: Env, name: string, fallback: string): string {
 
 const idleTimeout = (env: Env): number => intSetting(env, 'EMULATOR_IDLE_TIMEOUT_MS', DEFAULT_IDLE_TIMEOUT_MS, 10, 86_400_000);
 
+/**
+ * The address the probe and stream listen on (EMULATOR_LISTEN_HOST). Unset: every interface, right inside a
+ * container's own network namespace; the local runtime sets loopback (or EDGEECHO_PUBLISH_HOST for the stream),
+ * since there the host's interfaces are the emulators' own.
+ */
+export function listenHost(env: Env): string | undefined {
+  return env.EMULATOR_LISTEN_HOST?.trim() || undefined;
+}
+
 export interface ProbeSettings {
   port: number;
   probeId: string;

@@ -14,7 +14,7 @@ import { encodeFrame, FrameDecoder, FRAME_HEADER_BYTES, unpackValue } from '../p
 import { peekSeq } from './data-frame.js';
 import { FrameScanner } from './frame-scanner.js';
 import { connectWithRetry, EmulatorRun, EXIT_CONFIG, EXIT_INCOMPLETE, EXIT_OK, log } from './lifecycle.js';
-import { MAX_PAYLOAD_BYTES, SettingError, streamSettings, type StreamSettings } from './settings.js';
+import { listenHost, MAX_PAYLOAD_BYTES, SettingError, streamSettings, type StreamSettings } from './settings.js';
 
 const PAUSE_BYTES = 1024 * 1024;
 /** Largest data frame: payload plus the map around it. */
@@ -176,7 +176,7 @@ async function main(): Promise<void> {
     maybeStart();
   });
   server.on('error', (err) => run.finish(EXIT_CONFIG, `cannot listen on port ${settings.port} (STREAM_PORT): ${err.message}`));
-  await new Promise<void>((resolve) => server.listen(settings.port, resolve));
+  await new Promise<void>((resolve) => server.listen(settings.port, listenHost(process.env), resolve));
   const address = server.address();
   if (typeof address === 'object' && address) boundPort = address.port;
   listening = true;

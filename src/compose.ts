@@ -22,6 +22,8 @@ import { ObjectAges, Sweep } from './sessions/sweep.js';
 
 export interface Ops {
   registry: OpRegistry;
+  /** The runtime serving sessions (docker | local), named in hello and resources; absent for core ops only. */
+  runtime?: string;
   close(): Promise<void>;
 }
 
@@ -31,17 +33,17 @@ export function createCoreOps(): Ops {
 }
 
 export async function createOps(config: Config, log: Logger): Promise<Ops> {
-  const runtime = createRuntime(config, log);
+  const runtime = await createRuntime(config, log);
   await runtime.check();
   if (config.buildImages) {
     const images = await runtime.prepare({});
-    log.info({ built: images.built, present: images.present, base: images.base }, 'emulator images ready');
+    log.info({ runtime: runtime.name, built: images.built, present: images.present, base: images.base }, 'emulator images ready');
   }
   const { driver } = runtime;
 
   mkdirSync(config.dataDir, { recursive: true, mode: 0o750 });
   const store = openSessionStore(join(config.dataDir, SESSION_DB_FILE));
-  const closers: Array<() => Promise<void> | void> = [() => store.close()];
+  const closers: Array<() => Promise<void> | void> = [() => store.close(), () => runtime.close?.()];
   try {
     const bus = new SessionBus();
     const tracker = new ResourceTracker({ driver, dataDir: config.dataDir, cron: config.resourcesCron, log: log.child({ component: 'resources' }) });
@@ -77,7 +79,7 @@ export async function createOps(config: Config, log: Logger): Promise<Ops> {
     const usage = (session: string) => tracker.latest()?.sessions.find((s) => s.session === session);
     for (const op of sessionOps({ lifecycle, store, config, usage })) registry.register(op);
     for (const op of resourceOps({ tracker, admission })) registry.register(op);
-    return { registry, close: () => closeAll(closers, log) };
+    return { registry, runtime: runtime.name, close: () => closeAll(closers, log) };
   } catch (err) {
     await closeAll(closers, log);
     throw err;

@@ -51,6 +51,7 @@ export const SETTINGS = {
   authMaxFailures: { env: 'EDGEECHO_AUTH_MAX_FAILURES', kind: 'int', min: 1, max: 1000, default: () => '5', help: 'failed hellos per peer address per minute before further attempts are refused' },
   tlsCert: { env: 'EDGEECHO_TLS_CERT', kind: 'string', default: () => '', help: 'PEM certificate file: serve TLS on the TCP listener' },
   tlsKey: { env: 'EDGEECHO_TLS_KEY', kind: 'string', default: () => '', help: 'PEM private key file for EDGEECHO_TLS_CERT' },
+  runtime: { env: 'EDGEECHO_RUNTIME', kind: 'enum', values: ['auto', 'docker', 'local'], default: () => 'auto', help: 'what runs sessions: docker (containers), local (child processes of the host node, no Docker needed) or auto (docker when an engine answers at start, else local)' },
   dockerSocket: { env: 'EDGEECHO_DOCKER_SOCKET', kind: 'string', default: () => process.env.DOCKER_HOST?.replace(/^unix:\/\//, '') ?? '/var/run/docker.sock', help: 'Docker engine socket' },
   imageProbe: { env: 'EDGEECHO_IMAGE_PROBE', kind: 'string', default: () => `edgeecho/probe:${PACKAGE_VERSION}`, help: 'image run as the probe' },
   imageStream: { env: 'EDGEECHO_IMAGE_STREAM', kind: 'string', default: () => `edgeecho/stream:${PACKAGE_VERSION}`, help: 'image run as the stream server' },

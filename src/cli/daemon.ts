@@ -66,6 +66,7 @@ export async function runDaemon(argv: string[], options: RunDaemonOptions = {}):
       registry: ops.registry,
       log,
       listeners: plan.listeners,
+      ...(ops.runtime ? { runtime: ops.runtime } : {}),
       ...(auth ? { authenticate: (token: string | undefined, peer: Peer) => auth.authenticate(token, peer) } : {}),
     });
     const addresses = await daemon.listen();

@@ -22,7 +22,7 @@ export async function run(argv: string[], io: CliIo = processIo()): Promise<numb
   const { config, rest } = loadConfig({ env: io.env, argv: args.filter((a) => a !== '--force') });
   if (rest.length) throw new UsageError(`unexpected argument "${rest[0]}": expected --force or --<setting> VALUE`);
   const log = createLogger(config.logLevel === 'info' ? 'warn' : (config.logLevel as LevelWithSilent), { destination: 2, pretty: false });
-  const runtime = createRuntime(config, log);
+  const runtime = await createRuntime(config, log);
   await runtime.check();
   const result = await runtime.prepare({ force });
   for (const b of result.built) io.stdout.write(`built    ${b.image}\n`);

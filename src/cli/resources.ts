@@ -17,8 +17,8 @@ const FLAGS = {
 
 export const usage = `usage: edgeecho resources [--fresh] [--json]
 
-Shows the host (CPU, memory, load, disk of the data directory), the Docker engine (edgeecho's containers
-and networks), what admission has reserved against capacity, and per-session usage.
+Shows the host (CPU, memory, load, disk of the data directory), the runtime serving sessions (docker: edgeecho's
+containers and networks; local: its processes), what admission has reserved against capacity, and per-session usage.
 
 ${formatFlags(FLAGS)}
 `;
@@ -63,7 +63,9 @@ export function renderResources(answer: unknown): string {
   out.push(renderTable(hostRows).trimEnd(), '');
 
   const engineState = engine.reachable === false ? `unreachable${engine.error ? ': ' + String(engine.error) : ''}` : 'reachable';
-  out.push(`engine    ${String(engine.name ?? 'docker')} (${engineState}): ${num(engine.running)} of ${num(engine.containers)} containers running, ${num(engine.networks)} networks`);
+  // The local runtime's "containers" are processes and its "networks" per-session records: say so.
+  const [things, nets] = engine.name === 'local' ? ['processes', 'session records'] : ['containers', 'networks'];
+  out.push(`runtime   ${String(engine.name ?? 'docker')} (${engineState}): ${num(engine.running)} of ${num(engine.containers)} ${things} running, ${num(engine.networks)} ${nets}`);
 
   if (admission) {
     out.push(

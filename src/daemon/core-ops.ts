@@ -18,6 +18,8 @@ export interface HelloResult {
   version: string;
   protocol: number;
   conn: string;
+  /** The runtime serving sessions (docker | local); absent on a daemon that drives none. */
+  runtime?: string;
 }
 
 /** What hello and cancel need from the connection they arrive on. */

@@ -40,6 +40,8 @@ export interface DaemonOptions {
   /** Replaces the plain listeners built from config: planListeners (TLS, systemd sockets) decides them in the daemon command. */
   listeners?: Listener[];
   clock?: Clock;
+  /** The runtime serving sessions, named in the hello result. */
+  runtime?: string;
 }
 
 export interface ListenResult {
@@ -90,6 +92,7 @@ export class Daemon {
       clock: options.clock ?? systemClock,
       shuttingDown: false,
       ...(options.authenticate ? { authenticate: options.authenticate } : {}),
+      ...(options.runtime ? { runtime: options.runtime } : {}),
     };
     this.listeners = options.listeners ?? listenersFromConfig(config);
     if (this.listeners.length === 0) {

@@ -1,8 +1,8 @@
 /**
  * The runtime seam: everything the workflow, the session lifecycle, its detectors and the resource tracker need
  * from what runs a session's roles. The Docker implementation lives in docker/ (the only place dockerode is
- * imported); create-runtime.ts picks the implementation from config, so a local-process or Swarm runtime can
- * follow without anything above this folder changing.
+ * imported) and local/ (child processes of the host's node); create-runtime.ts picks one from config, so
+ * nothing above this folder knows which runs.
  */
 
 export const LABEL_MANAGED = 'io.edgeecho.managed';
@@ -40,6 +40,13 @@ export interface ContainerSpec {
   limits: { memoryBytes: number; nanoCpus: number; pids: number };
   /** Overrides the image's command (tests and benchmarks; the emulators use their default). */
   command?: string[];
+  /**
+   * The port the role listens on and the env var that tells it. Docker keeps it (each container has its own
+   * network namespace); a runtime without one (local) gives the role a free port instead and rewrites the var.
+   */
+  listen?: { port: number; env: string };
+  /** The upstream the role connects to, by alias, and the env vars carrying its address (rewritten likewise). */
+  upstream?: { alias: string; hostEnv: string; portEnv: string };
 }
 
 export interface ContainerRef {
@@ -128,4 +135,6 @@ export interface Runtime {
   check(signal?: AbortSignal): Promise<void>;
   /** Builds what sessions run when missing or stale (all of it with `force`). */
   prepare(options: { force?: boolean }): Promise<PrepareReport>;
+  /** Releases what the runtime holds in this process (timers); what it runs keeps running, to be adopted. */
+  close?(): void;
 }

@@ -11,6 +11,7 @@ import {
   LABEL_ROLE,
   LABEL_SESSION,
   type ContainerRef,
+  type ContainerSpec,
   type ContainerState,
   type NetworkRef,
   type ReadyInfo,
@@ -92,6 +93,18 @@ function envFor(role: Role, session: SessionSpec, config: SessionWorkflowConfig)
   }
 }
 
+/** Which env vars carry the listen port and the upstream's address, for runtimes that assign ports themselves. */
+function wiringOf(role: Role): Pick<ContainerSpec, 'listen' | 'upstream'> {
+  switch (role) {
+    case 'probe':
+      return { listen: { port: PROBE_PORT, env: 'PROBE_PORT' } };
+    case 'stream':
+      return { listen: { port: STREAM_PORT, env: 'STREAM_PORT' }, upstream: { alias: 'probe', hostEnv: 'PROBE_HOST', portEnv: 'PROBE_PORT' } };
+    case 'segmentation':
+      return { upstream: { alias: 'stream', hostEnv: 'STREAM_HOST', portEnv: 'STREAM_PORT' } };
+  }
+}
+
 function imageOf(role: Role, config: SessionWorkflowConfig): string {
   return role === 'probe' ? config.imageProbe : role === 'stream' ? config.imageStream : config.imageSegmentation;
 }
@@ -146,6 +159,7 @@ export function sessionSteps(session: SessionSpec, deps: SessionWorkflowDeps): S
             labels: { ...labels, [LABEL_ROLE]: role },
             ...(role === 'stream' ? { publish: { port: STREAM_PORT, hostIp: config.publishHost } } : {}),
             limits: limitsOf(role, config),
+            ...wiringOf(role),
           });
           deps.onContainer?.(container);
           return container;

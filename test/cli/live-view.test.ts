@@ -144,10 +144,12 @@ test('resources table', () => {
     admission: { sessions: 1, max_sessions: 32, reserved_memory_bytes: 384 * 1024 ** 2, capacity_memory_bytes: 3 * 1024 ** 3, reserved_cpus: 1.5, capacity_cpus: 8 },
   });
   assert.ok(text.includes(['HOST    USED      TOTAL', 'cpu     12.5%     2 cores   load 0.5 0.25 0.1', 'memory  1.0 GiB   4.0 GiB   3.0 GiB available', 'disk    10.0 GiB  20.0 GiB  /var/lib/edgeecho'].join('\n')), text);
-  assert.match(text, /engine {4}docker \(reachable\): 2 of 3 containers running, 1 networks/);
+  assert.match(text, /runtime {3}docker \(reachable\): 2 of 3 containers running, 1 networks/);
   assert.match(text, /admission 1 of 32 sessions, memory 384\.0 MiB of 3\.0 GiB, cpus 1\.5 of 8 reserved/);
   assert.ok(text.includes('SESSION  CONTAINERS  CPU   MEMORY    LIMIT\ns-1      2           3.3%  50.0 MiB  384.0 MiB\n'), text);
   assert.match(renderResources({ host: {}, engine: { reachable: false, error: 'ECONNREFUSED' }, sessions: [] }), /unreachable: ECONNREFUSED[\s\S]*no live sessions/);
+  const local = renderResources({ host: {}, engine: { name: 'local', reachable: true, running: 3, containers: 3, networks: 1 }, sessions: [] });
+  assert.match(local, /runtime {3}local \(reachable\): 3 of 3 processes running, 1 session records/);
 });
 
 test.run();

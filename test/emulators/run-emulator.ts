@@ -8,7 +8,7 @@ import { createServer, connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FrameDecoder, encodeFrame } from '../../protocol/codec.js';
-import { bundleEmulators } from '../../src/runtime/docker/images.js';
+import { bundleEmulators } from '../../src/runtime/emulator-bundle.js';
 import type { Role } from '../../src/runtime/driver.js';
 
 let bundle: Promise<{ dir: string; files: Record<Role, string> }> | null = null;

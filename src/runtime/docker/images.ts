@@ -1,23 +1,19 @@
 /**
- * The emulator images. Each emulator is bundled with esbuild into one CommonJS file (msgpackr included, no
- * node_modules in the image) and copied onto the base image from ensureBaseImage. One build context, one
- * Dockerfile with a stage per role that differs only in its exec-form CMD: the host-node base has no shell, so
+ * The emulator images. The emulators are bundled once (../emulator-bundle.ts, shared with the local runtime)
+ * and copied onto the base image from ensureBaseImage. One build context, one Dockerfile with a stage per role that differs only in its exec-form CMD: the host-node base has no shell, so
  * no RUN and no shell-form commands. Three targets of one context share the COPY layer, so a build takes seconds.
  */
 import { spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type Docker from 'dockerode';
 import type { Logger } from '../../log.js';
 import { PACKAGE_VERSION, type Config } from '../../config.js';
 import type { Role } from '../driver.js';
+import { bundleEmulators, ROLES } from '../emulator-bundle.js';
 import { ensureBaseImage, imageExists, type BaseSource } from './base-image.js';
 
-export const ROLES: readonly Role[] = ['probe', 'stream', 'segmentation'];
 export const LABEL_IMAGE = 'io.edgeecho.image';
 export const LABEL_VERSION = 'io.edgeecho.version';
 export const LABEL_BASE_SOURCE = 'io.edgeecho.base-source';
@@ -38,49 +34,6 @@ export interface ImagesResult {
   /** The base the build used; absent when nothing was built. */
   base?: { image: string; source: BaseSource };
   durationMs: number;
-}
-
-const emulatorsDir = (): string => {
-  // The sources are bundled, so they are read from the checkout: src/runtime/docker -> repo root, one level
-  // more when running the compiled dist/src/runtime/docker (tsc does not emit emulators/ into dist/), or one
-  // level up from the production bundle dist/edgeecho.mjs (scripts/bundle.ts).
-  for (const up of ['../../../emulators/', '../../../../emulators/', '../emulators/']) {
-    const dir = fileURLToPath(new URL(up, import.meta.url));
-    if (existsSync(join(dir, 'probe.ts'))) return dir;
-  }
-  throw new Error(`emulator sources not found beside ${fileURLToPath(import.meta.url)}: expected emulators/probe.ts in the checkout`);
-};
-
-/** Bundles each emulator into outDir/<role>.cjs; returns the paths and a hash of the bundles. */
-export async function bundleEmulators(outDir: string): Promise<{ files: Record<Role, string>; sha256: string }> {
-  const dir = emulatorsDir();
-  const entryPoints: Record<string, string> = {};
-  for (const role of ROLES) {
-    const ts = join(dir, `${role}.ts`);
-    entryPoints[role] = existsSync(ts) ? ts : join(dir, `${role}.js`);
-  }
-  // Loaded only when bundling: a running daemon has no other use for esbuild (about 2 MB of RSS).
-  const { build } = await import('esbuild');
-  await build({
-    entryPoints,
-    outdir: outDir,
-    outExtension: { '.js': '.cjs' },
-    bundle: true,
-    platform: 'node',
-    format: 'cjs',
-    target: 'node20',
-    // msgpackr loads its optional native extractor in a try/catch; the pure-JS path is what ships.
-    external: ['msgpackr-extract'],
-    legalComments: 'none',
-    logLevel: 'silent',
-  });
-  const hash = createHash('sha256').update(BUILD_RECIPE);
-  const files = {} as Record<Role, string>;
-  for (const role of ROLES) {
-    files[role] = join(outDir, `${role}.cjs`);
-    hash.update(await readFile(files[role]));
-  }
-  return { files, sha256: hash.digest('hex') };
 }
 
 /**
@@ -137,7 +90,7 @@ export async function buildEmulatorImages(
   const context = await mkdtemp(join(tmpdir(), 'edgeecho-images-'));
   try {
     await mkdir(join(context, 'app'));
-    const { sha256 } = await bundleEmulators(join(context, 'app'));
+    const { sha256 } = await bundleEmulators(join(context, 'app'), BUILD_RECIPE);
     const present: ImagesResult['present'] = [];
     let roles: readonly Role[] = options.roles ?? ROLES;
     if (!options.force && !options.roles) {
