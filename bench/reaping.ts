@@ -95,7 +95,7 @@ export default async function main(argv: string[]): Promise<void> {
       const unsubscribe = bus.subscribe(id, (u) => {
         if (u.record) recordedAt = Date.now();
       });
-      await terminate(docker, stream.id);
+      await terminate(driver, stream.id);
       await waitFor(() => recordedAt > 0 && netDestroyedAt.has(s.network.id) && dieAt.has(stream.id) && s.containers.every((c) => destroyedAt.has(c.id)), 15_000, `session ${id} reaped`);
       unsubscribe();
       const rec = store.get(id)!;
@@ -116,7 +116,7 @@ export default async function main(argv: string[]): Promise<void> {
     await listening;
     await finisher.idle();
     store.close();
-    await removeSessions(docker, ids);
+    await removeSessions(driver, ids);
   }
 
   const rows: Array<[string, keyof Sample]> = [

@@ -1,13 +1,14 @@
 /**
- * Sessions made of plain `node -e` containers from the host-node base image, labelled exactly like real ones
- * (plus io.edgeecho.test=sessions), for the reaper, sweep and reconcile tests and the reaping bench. They need
- * no emulator image: what matters to reaping is labels, exits and records, not what the containers print.
+ * Sessions made of plain `node -e` roles, labelled exactly like real ones (plus io.edgeecho.test=sessions), for
+ * the reaper, sweep and reconcile tests and the reaping bench, through any RuntimeDriver (Docker: containers of
+ * the host-node base image; local: child processes). They need no emulator: what matters to reaping is labels,
+ * exits and records, not what the roles print.
  */
 import type Docker from 'dockerode';
 import { randomBytes } from 'node:crypto';
 import { buildHostNodeBase } from '../src/runtime/docker/base-image.js';
 import { DockerDriver } from '../src/runtime/docker/driver.js';
-import { LABEL_SESSION, type ContainerRef, type Role } from '../src/runtime/driver.js';
+import type { ContainerRef, Role, RuntimeDriver } from '../src/runtime/driver.js';
 import type { SessionStore } from '../src/sessions/types.js';
 import { silentLogger } from '../src/log.js';
 
@@ -49,7 +50,7 @@ export interface Launched {
   containers: ContainerRef[];
 }
 
-export async function launchSession(driver: DockerDriver, store: SessionStore | null, image: string, id: string, options: LaunchOptions = {}): Promise<Launched> {
+export async function launchSession(driver: RuntimeDriver, store: SessionStore | null, image: string, id: string, options: LaunchOptions = {}): Promise<Launched> {
   const scripts = options.scripts ?? { probe: EXIT_AT_ONCE, stream: RUN_UNTIL_TERM };
   const record = options.record !== false && store !== null;
   const roles = Object.keys(scripts) as Role[];
@@ -74,7 +75,7 @@ export async function launchSession(driver: DockerDriver, store: SessionStore | 
     containers.push(ref);
     if (record) store!.putContainer(id, { id: ref.id, name: ref.name, role, startedAt: null, finishedAt: null, exitCode: null, stats: null }, options.now);
   }
-  for (const ref of containers) await driver.docker.getContainer(ref.id).start();
+  for (const ref of containers) await driver.startContainer(ref.id);
   // A SIGTERM before node has installed its handler would kill it (143) instead of ending it cleanly.
   const armed = containers.filter((c) => scripts[c.role]!.includes("'armed'"));
   await waitFor(async () => (await Promise.all(armed.map((c) => driver.logs(c.id, 5)))).every((out) => out.includes('armed')), 15_000, `containers of ${id} armed`);
@@ -82,24 +83,28 @@ export async function launchSession(driver: DockerDriver, store: SessionStore | 
   return { id, network, containers };
 }
 
-/** SIGTERM to a container: the scripts above exit 0 on it. */
-export async function terminate(docker: Docker, containerId: string): Promise<void> {
-  await docker.getContainer(containerId).kill({ signal: 'SIGTERM' });
-}
-
-/** Labelled objects of these sessions still in the engine. */
-export async function leftovers(docker: Docker, id: string): Promise<number> {
-  const filters = { label: [`${LABEL_SESSION}=${id}`] };
-  return (await docker.listContainers({ all: true, filters })).length + (await docker.listNetworks({ filters })).length;
-}
-
-/** Removes everything labelled with any of these sessions, whatever the test left. */
-export async function removeSessions(docker: Docker, ids: Iterable<string>): Promise<void> {
-  for (const id of ids) {
-    const filters = { label: [`${LABEL_SESSION}=${id}`] };
-    for (const c of await docker.listContainers({ all: true, filters })) await docker.getContainer(c.Id).remove({ force: true }).catch(() => {});
-    for (const n of await docker.listNetworks({ filters })) await docker.getNetwork(n.Id).remove().catch(() => {});
+/** SIGTERM to a role (the scripts above exit 0 on it), through the runtime; resolves once it exited. */
+export async function terminate(driver: RuntimeDriver, containerId: string): Promise<void> {
+  try {
+    await driver.stopContainer(containerId, 10);
+  } catch (err) {
+    // The reaper may finish the session and remove the role while the stop call is still answering.
+    if ((err as { code?: string }).code !== 'NOT_FOUND') throw err;
   }
+}
+
+/** Objects of this session the runtime still lists (containers or processes, and networks). */
+export async function leftovers(driver: RuntimeDriver, id: string): Promise<number> {
+  const managed = await driver.listManaged();
+  return managed.containers.filter((c) => c.session === id).length + managed.networks.filter((n) => n.session === id).length;
+}
+
+/** Removes everything of these sessions the runtime lists, whatever the test left. */
+export async function removeSessions(driver: RuntimeDriver, ids: Iterable<string>): Promise<void> {
+  const wanted = new Set(ids);
+  const managed = await driver.listManaged().catch(() => ({ containers: [], networks: [] }) as Awaited<ReturnType<RuntimeDriver['listManaged']>>);
+  await Promise.all(managed.containers.filter((c) => c.session && wanted.has(c.session)).map((c) => driver.removeContainer(c.id).catch(() => {})));
+  for (const n of managed.networks.filter((n) => n.session && wanted.has(n.session))) await driver.removeNetwork(n.id).catch(() => {});
 }
 
 /** Polls until the condition holds or the deadline passes (real engine: events take real time). */

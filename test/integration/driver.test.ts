@@ -1,4 +1,7 @@
-/** DockerDriver against the real engine: hardening, readiness, events, stats, subnets, error mapping. */
+/**
+ * What only the DockerDriver does, against the real engine: container hardening, subnets, engine error mapping.
+ * The driver contract every runtime shares (readiness, stop, events, stats, logs) is runtime-conformance/driver.
+ */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { dockerOrSkip } from '../support/docker.js';
@@ -6,7 +9,7 @@ import { loadConfig } from '../../src/config.js';
 import { silentLogger } from '../../src/log.js';
 import { DockerDriver } from '../../src/runtime/docker/driver.js';
 import { ensureEmulatorImages } from '../../src/runtime/docker/images.js';
-import { LABEL_SESSION, type ContainerSpec, type NetworkRef, type RuntimeEvent } from '../../src/runtime/driver.js';
+import { LABEL_SESSION, type ContainerSpec, type NetworkRef } from '../../src/runtime/driver.js';
 import { newSessionId } from '../../src/sessions/session-id.js';
 import { EdgeechoError } from '../../protocol/errors.js';
 
@@ -39,71 +42,25 @@ if (docker) {
     command: ['node', '-e', script],
   });
 
-  test('hardened container: ready line printed at once is caught; port published; stats; events; logs', async () => {
+  test('hardened container: init, read-only root, no capabilities, memory limit, uid 1000', async () => {
     const driver = new DockerDriver({ docker, subnetPool: config.subnetPool, subnetPrefix: config.subnetPrefix });
     const session = newSessionId();
     sessions.add(session);
-    const events: RuntimeEvent[] = [];
-    const controller = new AbortController();
-    const since = Math.floor(Date.now() / 1000) - 1;
     try {
       const network = await driver.createNetwork({ session, name: `edgeecho-${session}-net`, labels });
       assert.match(network.subnet, /^10\.213\./);
-      const script = `console.log(JSON.stringify({event:'ready',role:'probe',uid:process.getuid()})); require('net').createServer().listen(7000); process.on('SIGTERM', () => { console.log(JSON.stringify({event:'stats',role:'probe',lost:0})); process.exit(0); });`;
-      const ref = await driver.createContainer(spec(session, network, script));
+      const ref = await driver.createContainer(spec(session, network, `console.log(JSON.stringify({event:'ready',role:'probe',uid:process.getuid()})); setInterval(() => {}, 1e6)`));
       await driver.startContainer(ref.id);
-      const ready = await driver.waitReady(ref.id, { timeoutMs: 10_000 });
-      assert.equal(ready, { event: 'ready', role: 'probe', uid: 1000 });
+      assert.equal(await driver.waitReady(ref.id, { timeoutMs: 10_000 }), { event: 'ready', role: 'probe', uid: 1000 });
       const info = await docker.getContainer(ref.id).inspect();
       assert.is(info.HostConfig.Init, true);
       assert.is(info.HostConfig.ReadonlyRootfs, true);
       assert.equal(info.HostConfig.CapDrop, ['ALL']);
       assert.equal(info.HostConfig.SecurityOpt, ['no-new-privileges']);
       assert.is(info.HostConfig.Memory, config.limitsProbe.memoryBytes);
-      const state = await driver.inspectContainer(ref.id);
-      assert.is(state.session, session);
-      assert.is(state.published?.host, '127.0.0.1');
-      assert.ok(state.published!.port > 0);
-      const usage = await driver.stats(ref.id);
-      assert.ok(usage.memoryBytes > 0 && usage.memoryLimitBytes === config.limitsProbe.memoryBytes);
-      const managed = await driver.listManaged();
-      assert.ok(managed.containers.some((c) => c.id === ref.id));
-      assert.ok(managed.networks.some((n) => n.id === network.id && n.session === session));
-      // SIGTERM reaches node through the init process
-      await driver.stopContainer(ref.id, 5);
-      const stopped = await driver.inspectContainer(ref.id);
-      assert.is(stopped.exitCode, 0);
-      assert.match(await driver.logs(ref.id, 10), '"event":"stats"');
-      await driver.stopContainer(ref.id, 1); // already stopped: not an error
       await driver.removeContainer(ref.id);
-      await driver.removeContainer(ref.id); // already gone: not an error
       await driver.removeNetwork(network.id);
       assert.not.ok(driver.subnets.isUsed(network.subnet));
-      for await (const e of driver.events({ since, signal: controller.signal })) {
-        if (e.session === session) events.push(e);
-        if (e.session === session && e.action === 'destroy') break;
-      }
-      assert.ok(events.some((e) => e.action === 'die' && e.exitCode === 0 && e.role === 'probe'));
-    } finally {
-      controller.abort();
-      await cleanup();
-    }
-  });
-
-  test('exit before ready rejects with the exit code and stderr tail', async () => {
-    const driver = new DockerDriver({ docker, subnetPool: config.subnetPool, subnetPrefix: config.subnetPrefix });
-    const session = newSessionId();
-    sessions.add(session);
-    try {
-      const network = await driver.createNetwork({ session, name: `edgeecho-${session}-net`, labels });
-      const ref = await driver.createContainer(spec(session, network, `console.error('cannot bind: EADDRINUSE'); process.exit(3)`));
-      await driver.startContainer(ref.id);
-      const err = await driver.waitReady(ref.id, { timeoutMs: 10_000 }).then(
-        () => null,
-        (e: EdgeechoError) => e,
-      );
-      assert.match(err!.message, 'exited with code 3');
-      assert.match(err!.message, 'cannot bind: EADDRINUSE');
     } finally {
       await cleanup();
     }

@@ -166,6 +166,7 @@ export class LocalDriver implements RuntimeDriver {
     for (const kind of ['stdout', 'stderr', 'exit'] as const) rmSync(this.files.file(record, kind), { force: true });
     const child = await spawnRole({
       id,
+      session: record.session,
       command: record.command,
       env,
       memoryBytes: record.memoryBytes,

@@ -17,6 +17,8 @@ export const HEAP_SHARE = 0.75;
 export const MIN_HEAP_MB = 16;
 /** Marks a process as started by this runtime for this record: found again by /proc/<pid>/cmdline after a crash. */
 export const MARKER_PREFIX = '--edgeecho-process=';
+/** Names the session on the command line too, so `pgrep -f edgeecho-session=<id>` shows what runs for it. */
+export const SESSION_MARKER_PREFIX = '--edgeecho-session=';
 
 /** The preload (written beside the bundles by prepare): process.exit(code) and normal ends leave the code. */
 export const EXIT_RECORDER_SOURCE = `'use strict';
@@ -27,6 +29,7 @@ if (file) process.on('exit', (code) => { try { writeFileSync(file, String(code))
 
 export interface RoleProcessSpec {
   id: string;
+  session: string;
   /** ['node', script, ...] (node: the host's process.execPath) or another executable. */
   command: string[];
   env: Record<string, string>;
@@ -42,14 +45,15 @@ export function heapMb(memoryBytes: number): number {
 }
 
 /** argv as executed: node gets the heap ceiling and the exit recorder before the script. */
-export function argvFor(spec: Pick<RoleProcessSpec, 'id' | 'command' | 'memoryBytes' | 'exitRecorder'>): [string, string[]] {
+export function argvFor(spec: Pick<RoleProcessSpec, 'id' | 'session' | 'command' | 'memoryBytes' | 'exitRecorder'>): [string, string[]] {
   const [exe, ...args] = spec.command;
   if (!exe) throw new EdgeechoError('BAD_REQUEST', `process ${spec.id}: empty command`);
-  const marker = `${MARKER_PREFIX}${spec.id}`;
+  const markers = [`${MARKER_PREFIX}${spec.id}`, `${SESSION_MARKER_PREFIX}${spec.session}`];
   if (exe === 'node' || exe === process.execPath) {
-    return [process.execPath, [`--max-old-space-size=${heapMb(spec.memoryBytes)}`, '--require', spec.exitRecorder, ...args, marker]];
+    // After `--`: node would read a marker following `-e script` as one of its own options.
+    return [process.execPath, [`--max-old-space-size=${heapMb(spec.memoryBytes)}`, '--require', spec.exitRecorder, ...args, '--', ...markers]];
   }
-  return [exe, [...args, marker]];
+  return [exe, [...args, ...markers]];
 }
 
 /** Spawns the role; resolves once the pid exists (rejects when the executable cannot be run at all). */

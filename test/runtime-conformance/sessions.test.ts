@@ -1,18 +1,13 @@
 /**
- * Sessions end to end on the real engine: session ops with a DockerDriver and the emulator images.
- * Everything created carries io.edgeecho.test=workflow and is removed by session label in finally blocks.
+ * Sessions end to end on every runtime (runtimes.ts): session ops over the runtime's driver with the real
+ * emulators. Every object created carries io.edgeecho.test=workflow and is removed in finally blocks.
  */
-import { test } from 'uvu';
+import { test as baseTest } from 'uvu';
 import * as assert from 'uvu/assert';
 import { connect } from 'node:net';
-import type Docker from 'dockerode';
-import { dockerOrSkip } from '../support/docker.js';
 import { callOp, opContext } from '../support/op-context.js';
 import { loadConfig, type Config } from '../../src/config.js';
 import { silentLogger } from '../../src/log.js';
-import { DockerDriver } from '../../src/runtime/docker/driver.js';
-import { ensureEmulatorImages } from '../../src/runtime/docker/images.js';
-import { LABEL_SESSION } from '../../src/runtime/driver.js';
 import { SessionBus } from '../../src/sessions/events.js';
 import { openSessionStore } from '../../src/sessions/sqlite-store.js';
 import { ADMIT_ALL, testLifecycle } from '../support/lifecycle.js';
@@ -24,23 +19,12 @@ import { Daemon } from '../../src/daemon/daemon.js';
 import { OpRegistry } from '../../src/ops/contract.js';
 import { connect as connectClient } from '../../src/client/client.js';
 import type { StatusFrame } from '../../protocol/messages.js';
+import type { RuntimeDriver } from '../../src/runtime/driver.js';
+import { removeSessions, waitFor } from '../../support/reaping-fixtures.js';
+import { runtimesUnderTest, type RuntimeUnderTest } from './runtimes.js';
 
 const TEST_LABELS = { 'io.edgeecho.test': 'workflow' };
-const docker = await dockerOrSkip('integration/sessions');
-
-/** Removes everything of these sessions by label, whatever state the test left. */
-export async function removeSessions(docker: Docker, ids: Iterable<string>): Promise<void> {
-  for (const id of ids) {
-    const filters = { label: [`${LABEL_SESSION}=${id}`] };
-    for (const c of await docker.listContainers({ all: true, filters })) await docker.getContainer(c.Id).remove({ force: true }).catch(() => {});
-    for (const n of await docker.listNetworks({ filters })) await docker.getNetwork(n.Id).remove().catch(() => {});
-  }
-}
-
-async function leftovers(docker: Docker, id: string): Promise<number> {
-  const filters = { label: [`${LABEL_SESSION}=${id}`] };
-  return (await docker.listContainers({ all: true, filters })).length + (await docker.listNetworks({ filters })).length;
-}
+const runtimes = await runtimesUnderTest('sessions');
 
 /** Consumes a plain stream at `location`: details first, then every data frame in order, then acks the end. */
 function consume(location: { host: string; port: number }, expected: number, timeoutMs = 60_000): Promise<{ frames: number; details: Record<string, unknown> }> {
@@ -76,15 +60,18 @@ function consume(location: { host: string; port: number }, expected: number, tim
   });
 }
 
-async function waitExited(docker: Docker, ids: string[]): Promise<void> {
-  await Promise.all(ids.map((id) => docker.getContainer(id).wait()));
+async function waitExited(driver: RuntimeDriver, ids: string[]): Promise<void> {
+  await waitFor(async () => (await Promise.all(ids.map((id) => driver.inspectContainer(id)))).every((c) => !c.running), 60_000, 'every role exited');
 }
 
-if (docker) {
+for (const rt of runtimes) suite(rt);
+
+function suite(rt: RuntimeUnderTest): void {
   const { config } = loadConfig({ env: { EDGEECHO_READY_TIMEOUT_MS: '20000', EDGEECHO_PLAIN_GRACE_MS: '20000', EDGEECHO_STOP_TIMEOUT_S: '2' } });
-  await ensureEmulatorImages(docker, { config, log: silentLogger });
-  const driver = new DockerDriver({ docker, subnetPool: config.subnetPool, subnetPrefix: config.subnetPrefix });
+  const { driver } = rt;
   const created = new Set<string>();
+  const test = (name: string, fn: () => Promise<void>): void => baseTest(`[${rt.name}] ${name}`, fn);
+  const leftovers = (id: string): Promise<number> => rt.leftovers(id);
 
   function setup(overrides: Partial<Config> = {}, admit?: (session: string) => Promise<unknown>) {
     const store: SessionStore = openSessionStore(':memory:');
@@ -123,16 +110,16 @@ if (docker) {
       const got = await consume(result.location, 100_000);
       assert.is(got.frames, 100_000);
       assert.is(got.details.count, 100_000);
-      await waitExited(docker, result.containers.map((c: { id: string }) => c.id));
+      await waitExited(driver, result.containers.map((c: { id: string }) => c.id));
       const final = await lifecycle.finish(result.id, { cause: 'exited' });
       assert.is(final.state, 'completed', JSON.stringify(final.error));
       const probe = final.containers.find((c) => c.role === 'probe');
       assert.is(probe?.exitCode, 0);
       assert.is(probe?.stats?.frames, 100_000);
-      assert.is(await leftovers(docker, result.id), 0);
+      assert.is(await leftovers(result.id), 0);
       void bus;
     } finally {
-      await removeSessions(docker, created);
+      await removeSessions(driver, created);
     }
   });
 
@@ -143,7 +130,7 @@ if (docker) {
       assert.equal(result.containers.map((c: { role: string }) => c.role), ['probe', 'stream', 'segmentation']);
       const watchCtx = opContext(2);
       const watching = callOp(ops, 'session.watch', { id: result.id }, watchCtx);
-      await waitExited(docker, result.containers.map((c: { id: string }) => c.id));
+      await waitExited(driver, result.containers.map((c: { id: string }) => c.id));
       await lifecycle.finish(result.id, { cause: 'exited' });
       const final = await watching;
       assert.is(final.state, 'completed', JSON.stringify(final.error));
@@ -153,7 +140,7 @@ if (docker) {
       assert.is(seg.stats.frames, 20_000);
       assert.ok(watchCtx.statuses.some((s) => s.state === 'completed'));
     } finally {
-      await removeSessions(docker, created);
+      await removeSessions(driver, created);
     }
   });
 
@@ -167,33 +154,37 @@ if (docker) {
     assert.is(err!.code, code, err!.message);
     const id = [...created].find((s) => !before.has(s))!;
     assert.ok(id, 'a session id was reported');
-    assert.is(await leftovers(docker!, id), 0, 'no labelled container or network is left');
+    assert.is(await leftovers(id), 0, 'no labelled container or network is left');
     assert.ok(ctx.statuses.some((s) => String(s.step).startsWith('rollback:')), 'rollback is reported');
     assert.ok(['failed', 'stopped'].includes(store.get(id)!.state));
     return id;
   }
 
-  test('a missing image rolls back', async () => {
-    const { ops, store } = setup({ imageStream: 'edgeecho/does-not-exist:0' });
-    try {
-      await expectRollback(ops, store, { mode: 'plain', count: 10 }, 'NOT_FOUND');
-    } finally {
-      await removeSessions(docker, created);
-    }
-  });
+  // Images are Docker's: the local runtime runs the bundled emulators whatever EDGEECHO_IMAGE_* says.
+  if (rt.name === 'docker') {
+    test('a missing image rolls back', async () => {
+      const { ops, store } = setup({ imageStream: 'edgeecho/does-not-exist:0' });
+      try {
+        await expectRollback(ops, store, { mode: 'plain', count: 10 }, 'NOT_FOUND');
+      } finally {
+        await removeSessions(driver, created);
+      }
+    });
+  }
 
-  test('a container that exits before ready rolls back, with its stderr in the error', async () => {
-    // PROBE_PORT comes from the workflow; a count the probe refuses would be caught by validation, so the probe
-    // is made to fail by a memory limit too small for node.
-    const { ops, store } = setup({ limitsProbe: { memoryBytes: 6 * 1024 * 1024, nanoCpus: 500_000_000, pids: 64 } });
+  test('a role that exits before ready rolls back, with its stderr in the error', async () => {
+    // The workflow sets every env var, so the failure comes from the runtime's side (runtimes.ts): Docker kills a
+    // probe whose memory cannot hold node; a local stream cannot listen on an address the host does not have.
+    const { overrides, role } = rt.exitBeforeReady;
+    const { ops, store } = setup(overrides);
     try {
       const ctx = tracked();
       await expectRollback(ops, store, { mode: 'plain', count: 10 }, 'INTERNAL', ctx);
-      const failed = ctx.statuses.find((s) => s.state === 'failed' && s.step === 'ready probe');
+      const failed = ctx.statuses.find((s) => s.state === 'failed' && s.step === `ready ${role}`);
       assert.ok(failed, JSON.stringify(ctx.statuses.filter((s) => s.state === 'failed')));
       assert.match(String((failed!.error as { message: string }).message), /exited with code|killed/);
     } finally {
-      await removeSessions(docker, created);
+      await removeSessions(driver, created);
     }
   });
 
@@ -208,19 +199,28 @@ if (docker) {
       };
       await expectRollback(ops, store, { mode: 'plain', count: 10 }, 'CANCELLED', ctx);
     } finally {
-      await removeSessions(docker, created);
+      await removeSessions(driver, created);
     }
   });
 
   test('a name conflict on create rolls back without touching the other container', async () => {
-    let squatter: Docker.Container | null = null;
-    // Admission runs before any create: the squatter takes the stream's name there.
+    // Admission runs before any create: a squatter of another session takes the stream's name there.
+    let squatter: { session: string; network: string; container: string } | null = null;
     const { ops, store } = setup({}, async (session) => {
-      squatter = await docker.createContainer({
+      const other = `${session}sq`;
+      const network = await driver.createNetwork({ session: other, name: `edgeecho-${other}-net`, labels: TEST_LABELS });
+      const container = await driver.createContainer({
+        session: other,
+        role: 'probe',
         name: `edgeecho-${session}-stream`,
-        Image: config.imageProbe,
-        Labels: { ...TEST_LABELS, 'io.edgeecho.managed': 'true', 'io.edgeecho.squatter': 'true' },
+        image: config.imageProbe,
+        network,
+        aliases: ['probe'],
+        env: {},
+        labels: TEST_LABELS,
+        limits: config.limitsProbe,
       });
+      squatter = { session: other, network: network.id, container: container.id };
     });
     try {
       const ctx = tracked();
@@ -229,31 +229,32 @@ if (docker) {
         (e: EdgeechoError) => assert.is(e.code, 'CONFLICT', e.message),
       );
       const id = String(ctx.statuses[0]!.session);
-      assert.ok(squatter, 'the squatter container was made');
-      assert.ok(await (squatter as unknown as Docker.Container).inspect(), 'the conflicting container is not ours to remove');
-      await (squatter as unknown as Docker.Container).remove({ force: true });
-      squatter = null;
-      assert.is(await leftovers(docker, id), 0, 'no labelled container or network is left');
+      const squat = squatter as { session: string; network: string; container: string } | null;
+      assert.ok(squat, 'the squatter was made');
+      assert.ok(await driver.inspectContainer(squat!.container), 'the conflicting container is not ours to remove');
+      assert.is(await leftovers(id), 0, 'no labelled container or network is left');
       assert.ok(ctx.statuses.some((s) => s.step === 'rollback:remove probe' && s.state === 'done'));
       assert.is(store.get(id)!.state, 'failed');
     } finally {
-      if (squatter) await (squatter as Docker.Container).remove({ force: true }).catch(() => {});
-      await removeSessions(docker, created);
+      const squat = squatter as { session: string } | null;
+      if (squat) await removeSessions(driver, [squat.session]);
+      await removeSessions(driver, created);
     }
   });
 
-  test('five sessions created concurrently are all ready on distinct ports and subnets', async () => {
+  test('five sessions created concurrently are all ready on distinct ports (and subnets on Docker)', async () => {
     const { ops } = setup();
     try {
       const results = await Promise.all(Array.from({ length: 5 }, () => callOp(ops, 'session.create', { mode: 'plain', count: 10 }, tracked())));
       assert.is(new Set(results.map((r) => r.location.port)).size, 5);
-      assert.is(new Set(results.map((r) => r.network.subnet)).size, 5);
+      // Each Docker session has its own subnet; local sessions share the host's network (subnet "host").
+      if (rt.name === 'docker') assert.is(new Set(results.map((r) => r.network.subnet)).size, 5);
       for (const r of results) assert.is((await driver.inspectContainer(r.containers[1].id)).running, true);
       const stopped = await Promise.all(results.map((r) => callOp(ops, 'session.stop', { id: r.id }, opContext())));
       for (const s of stopped) assert.is(s.state, 'stopped');
-      for (const r of results) assert.is(await leftovers(docker, r.id), 0);
+      for (const r of results) assert.is(await leftovers(r.id), 0);
     } finally {
-      await removeSessions(docker, created);
+      await removeSessions(driver, created);
     }
   });
 
@@ -300,9 +301,9 @@ if (docker) {
       ids.push(id);
     } finally {
       await daemon.shutdown();
-      await removeSessions(docker, created);
+      await removeSessions(driver, created);
     }
   });
 }
 
-test.run();
+baseTest.run();

@@ -1,0 +1,160 @@
+/**
+ * The runtimes the conformance suite runs against: docker when an engine answers (or EDGEECHO_REQUIRE_DOCKER=1,
+ * when its absence fails the run), local always (Linux). Each test file loops over them with the same
+ * assertions; what differs per runtime lives here: how a test sees what is left (the engine's labelled objects,
+ * or the local runtime's records and live processes) and how a role is made to fail.
+ */
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type Docker from 'dockerode';
+import { labelledObjects, removeLabelled } from '../../support/daemon-process.js';
+import { baseImage, leftovers, testDriver } from '../../support/reaping-fixtures.js';
+import { loadConfig, type Config } from '../../src/config.js';
+import { silentLogger } from '../../src/log.js';
+import { DockerDriver } from '../../src/runtime/docker/driver.js';
+import { ensureEmulatorImages } from '../../src/runtime/docker/images.js';
+import type { Role, RuntimeDriver } from '../../src/runtime/driver.js';
+import { LocalDriver } from '../../src/runtime/local/driver.js';
+import { localLayout } from '../../src/runtime/local/layout.js';
+import { localRuntime } from '../../src/runtime/local/local-runtime.js';
+import { RecordFiles } from '../../src/runtime/local/records.js';
+import { SESSION_MARKER_PREFIX } from '../../src/runtime/local/spawn-role.js';
+import { dockerOrSkip } from '../support/docker.js';
+
+export type RuntimeName = 'docker' | 'local';
+
+export interface RuntimeUnderTest {
+  name: RuntimeName;
+  /** Runs real sessions (emulators prepared). */
+  driver: RuntimeDriver;
+  /** A second driver on the same state, as the next daemon start would make it (reconcile after a "crash"). */
+  freshDriver(): RuntimeDriver;
+  /** What fixture sessions run on (Docker: the host-node base image; local: unused). */
+  fixtureImage: string;
+  /** A driver for fixture sessions (Docker: its own subnet pool). */
+  fixtureDriver: RuntimeDriver;
+  /** What the runtime still holds of this session: listed objects, and for local also live processes. */
+  leftovers(session: string): Promise<number>;
+  /** Config that makes one role exit before its ready line, and that role. */
+  exitBeforeReady: { overrides: Partial<Config>; role: Role };
+  /** Env that makes a daemon process serve sessions with this runtime. */
+  daemonEnv: Record<string, string>;
+  /** Objects a daemon on dataDir made for these sessions and left: containers/networks, or records/processes. */
+  daemonLeftovers(label: string, dataDir: string, sessions: string[]): Promise<string[]>;
+  /** Removes every object a daemon on dataDir (labelled `label`) made; the daemon must be dead. */
+  cleanupDaemonObjects(label: string, dataDir: string): Promise<void>;
+  close(): Promise<void>;
+}
+
+const { config } = loadConfig({ env: {} });
+
+function killQuietly(pid: number): void {
+  try {
+    process.kill(pid, 'SIGKILL');
+  } catch {
+    // gone meanwhile
+  }
+}
+
+/** Processes whose command line mentions `text` (a data dir, a session marker), zombies left out. */
+export function processesUnder(dir: string): number[] {
+  const found: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const cmdline = readFileSync(`/proc/${entry}/cmdline`, 'utf8');
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      if (cmdline.includes(dir) && !/\) Z /.test(stat)) found.push(Number(entry));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return found;
+}
+
+async function localUnderTest(): Promise<RuntimeUnderTest> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'edgeecho-local-conformance-'));
+  const runtime = localRuntime({ dataDir, publishHost: '127.0.0.1' }, silentLogger);
+  await runtime.check();
+  await runtime.prepare({});
+  // The last test file's cleanup has run by then; this catches a run that ended early.
+  process.once('exit', () => {
+    for (const pid of processesUnder(join(dataDir, 'local'))) killQuietly(pid);
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+  const fresh = (): LocalDriver => new LocalDriver({ layout: localLayout(dataDir), publishHost: '127.0.0.1' });
+  const self: RuntimeUnderTest = {
+    name: 'local',
+    driver: runtime.driver,
+    freshDriver: fresh,
+    fixtureImage: 'unused',
+    fixtureDriver: runtime.driver,
+    leftovers: async (session) => (await leftovers(runtime.driver, session)) + processesUnder(`${SESSION_MARKER_PREFIX}${session}`).length,
+    // No address of TEST-NET-1 is this host's: the stream cannot listen there and exits 2 ("cannot listen").
+    exitBeforeReady: { overrides: { publishHost: '192.0.2.1' }, role: 'stream' },
+    daemonEnv: { EDGEECHO_RUNTIME: 'local' },
+    async daemonLeftovers(_label, dir, sessions) {
+      // Read-only: the daemon may still run, so no driver (whose start-up adopts and rewrites records) is made.
+      const wanted = new Set(sessions);
+      const { networks, processes } = new RecordFiles(localLayout(dir).sessions).loadAll(() => undefined);
+      return [
+        ...processes.filter((p) => wanted.has(p.session)).map((p) => p.name),
+        ...networks.filter((n) => wanted.has(n.session)).map((n) => n.name),
+        ...processesUnder(join(dir, 'local')).map((pid) => `pid ${pid}`),
+      ];
+    },
+    async cleanupDaemonObjects(_label, dir) {
+      const driver = new LocalDriver({ layout: localLayout(dir), publishHost: '127.0.0.1' });
+      const managed = await driver.listManaged();
+      await Promise.all(managed.containers.map((c) => driver.removeContainer(c.id).catch(() => undefined)));
+      for (const n of managed.networks) await driver.removeNetwork(n.id).catch(() => undefined);
+      driver.close();
+      // Anything the records lost track of (they are the test's own: the dir is unique to it).
+      for (const pid of processesUnder(join(dir, 'local'))) killQuietly(pid);
+    },
+    async close() {
+      await self.cleanupDaemonObjects('', dataDir);
+      runtime.close?.();
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+  return self;
+}
+
+async function dockerUnderTest(docker: Docker): Promise<RuntimeUnderTest> {
+  await ensureEmulatorImages(docker, { config, log: silentLogger });
+  const driver = new DockerDriver({ docker, subnetPool: config.subnetPool, subnetPrefix: config.subnetPrefix });
+  const fixtureDriver = testDriver(docker);
+  return {
+    name: 'docker',
+    driver,
+    freshDriver: () => testDriver(docker),
+    fixtureImage: await baseImage(docker),
+    fixtureDriver,
+    leftovers: (session) => leftovers(driver, session),
+    // node cannot start in 6 MiB: the kernel's OOM killer ends the probe before its ready line.
+    exitBeforeReady: { overrides: { limitsProbe: { memoryBytes: 6 * 1024 * 1024, nanoCpus: 500_000_000, pids: 64 } }, role: 'probe' },
+    daemonEnv: { EDGEECHO_RUNTIME: 'docker' },
+    async daemonLeftovers(label, _dir, sessions) {
+      const left = await labelledObjects(docker, label, sessions);
+      return [...left.containers, ...left.networks];
+    },
+    cleanupDaemonObjects: (label) => removeLabelled(docker, label),
+    async close() {},
+  };
+}
+
+let cached: Promise<RuntimeUnderTest[]> | null = null;
+
+/** Every runtime this machine can run, built once per test process and closed at exit. */
+export function runtimesUnderTest(suite: string): Promise<RuntimeUnderTest[]> {
+  cached ??= (async () => {
+    const list: RuntimeUnderTest[] = [];
+    const docker = await dockerOrSkip(`runtime-conformance (docker): ${suite}`);
+    if (docker) list.push(await dockerUnderTest(docker));
+    list.push(await localUnderTest());
+    return list;
+  })();
+  return cached;
+}
