@@ -12,6 +12,7 @@ import { ensureEmulatorImages } from '../../src/runtime/docker/images.js';
 import { LABEL_SESSION, type ContainerSpec, type NetworkRef } from '../../src/runtime/driver.js';
 import { newSessionId } from '../../src/sessions/session-id.js';
 import { EdgeechoError } from '../../protocol/errors.js';
+import { nodeRoleSpec } from '../runtime-conformance/runtimes.js';
 
 const docker = await dockerOrSkip('integration/driver');
 
@@ -28,19 +29,7 @@ if (docker) {
       for (const n of await docker.listNetworks({ filters })) await docker.getNetwork(n.Id).remove().catch(() => {});
     }
   };
-  const spec = (session: string, network: NetworkRef, script: string): ContainerSpec => ({
-    session,
-    role: 'probe',
-    name: `edgeecho-${session}-probe`,
-    image: config.imageProbe,
-    network,
-    aliases: ['probe'],
-    env: { HELLO: 'x' },
-    labels,
-    publish: { port: 7000, hostIp: '127.0.0.1' },
-    limits: config.limitsProbe,
-    command: ['node', '-e', script],
-  });
+  const spec = (session: string, network: NetworkRef, script: string): ContainerSpec => nodeRoleSpec(session, network, script, config);
 
   test('hardened container: init, read-only root, no capabilities, memory limit, uid 1000', async () => {
     const driver = new DockerDriver({ docker, subnetPool: config.subnetPool, subnetPrefix: config.subnetPrefix });

@@ -11,11 +11,10 @@ import type { ContainerSpec, NetworkRef, RuntimeEvent } from '../../src/runtime/
 import { newSessionId } from '../../src/sessions/session-id.js';
 import { EdgeechoError } from '../../protocol/errors.js';
 import { removeSessions } from '../../support/reaping-fixtures.js';
-import { runtimesUnderTest, type RuntimeUnderTest } from './runtimes.js';
+import { nodeRoleSpec, TEST_LABELS, runtimesUnderTest, type RuntimeUnderTest } from './runtimes.js';
 
 const runtimes = await runtimesUnderTest('driver');
 const { config } = loadConfig({ env: {} });
-const labels = { 'io.edgeecho.test': 'workflow' };
 
 for (const rt of runtimes) suite(rt);
 
@@ -23,20 +22,7 @@ function suite(rt: RuntimeUnderTest): void {
   const { driver } = rt;
   const test = (name: string, fn: () => Promise<void>): void => baseTest(`[${rt.name}] ${name}`, fn);
   const sessions = new Set<string>();
-  const spec = (session: string, network: NetworkRef, script: string): ContainerSpec => ({
-    session,
-    role: 'probe',
-    name: `edgeecho-${session}-probe`,
-    image: config.imageProbe,
-    network,
-    aliases: ['probe'],
-    env: { PORT: '7000' },
-    labels,
-    publish: { port: 7000, hostIp: '127.0.0.1' },
-    listen: { port: 7000, env: 'PORT' },
-    limits: config.limitsProbe,
-    command: ['node', '-e', script],
-  });
+  const spec = (session: string, network: NetworkRef, script: string): ContainerSpec => nodeRoleSpec(session, network, script, config);
 
   test('ready line printed at once is caught; port published; stats; listing; graceful stop; events; logs', async () => {
     const session = newSessionId();
@@ -45,7 +31,7 @@ function suite(rt: RuntimeUnderTest): void {
     const controller = new AbortController();
     const since = Math.floor(Date.now() / 1000) - 1;
     try {
-      const network = await driver.createNetwork({ session, name: `edgeecho-${session}-net`, labels });
+      const network = await driver.createNetwork({ session, name: `edgeecho-${session}-net`, labels: TEST_LABELS });
       // The handler before the ready line, as the emulators do: a local stop can follow the line within a millisecond.
       const script = `process.on('SIGTERM', () => { console.log(JSON.stringify({event:'stats',role:'probe',lost:0})); process.exit(0); }); require('net').createServer().listen(Number(process.env.PORT)); console.log(JSON.stringify({event:'ready',role:'probe'}));`;
       const ref = await driver.createContainer(spec(session, network, script));
@@ -100,7 +86,7 @@ function suite(rt: RuntimeUnderTest): void {
     const session = newSessionId();
     sessions.add(session);
     try {
-      const network = await driver.createNetwork({ session, name: `edgeecho-${session}-net`, labels });
+      const network = await driver.createNetwork({ session, name: `edgeecho-${session}-net`, labels: TEST_LABELS });
       const ref = await driver.createContainer(spec(session, network, `console.error('cannot bind: EADDRINUSE'); process.exit(3)`));
       await driver.startContainer(ref.id);
       const err = await driver.waitReady(ref.id, { timeoutMs: 10_000 }).then(
@@ -121,7 +107,7 @@ function suite(rt: RuntimeUnderTest): void {
     const controller = new AbortController();
     const since = Math.floor(Date.now() / 1000) - 1;
     try {
-      const network = await driver.createNetwork({ session, name: `edgeecho-${session}-net`, labels });
+      const network = await driver.createNetwork({ session, name: `edgeecho-${session}-net`, labels: TEST_LABELS });
       const ref = await driver.createContainer(spec(session, network, `process.on('SIGTERM', () => {}); console.log(JSON.stringify({event:'ready',role:'probe'})); setInterval(() => {}, 1e6)`));
       await driver.startContainer(ref.id);
       await driver.waitReady(ref.id, { timeoutMs: 10_000 });

@@ -14,7 +14,7 @@ import { loadConfig, type Config } from '../../src/config.js';
 import { silentLogger } from '../../src/log.js';
 import { DockerDriver } from '../../src/runtime/docker/driver.js';
 import { ensureEmulatorImages } from '../../src/runtime/docker/images.js';
-import type { Role, RuntimeDriver } from '../../src/runtime/driver.js';
+import type { ContainerSpec, NetworkRef, Role, RuntimeDriver } from '../../src/runtime/driver.js';
 import { LocalDriver } from '../../src/runtime/local/driver.js';
 import { localLayout } from '../../src/runtime/local/layout.js';
 import { localRuntime } from '../../src/runtime/local/local-runtime.js';
@@ -34,8 +34,8 @@ export interface RuntimeUnderTest {
   fixtureImage: string;
   /** A driver for fixture sessions (Docker: its own subnet pool). */
   fixtureDriver: RuntimeDriver;
-  /** What the runtime still holds of this session: listed objects, and for local also live processes. */
-  leftovers(session: string): Promise<number>;
+  /** What the runtime still holds of this session (listed by `via`, default `driver`); for local also unlisted processes. */
+  leftovers(session: string, via?: RuntimeDriver): Promise<number>;
   /** Config that makes one role exit before its ready line, and that role. */
   exitBeforeReady: { overrides: Partial<Config>; role: Role };
   /** Env that makes a daemon process serve sessions with this runtime. */
@@ -48,6 +48,27 @@ export interface RuntimeUnderTest {
 }
 
 const { config } = loadConfig({ env: {} });
+
+/** A probe-role spec running `node -e script`, listening where PORT says (rewritten by runtimes without namespaces). */
+export const TEST_LABELS = { 'io.edgeecho.test': 'workflow' };
+
+export function nodeRoleSpec(session: string, network: NetworkRef, script: string, cfg: Pick<Config, 'imageProbe' | 'limitsProbe'>): ContainerSpec {
+  return {
+    session,
+    role: 'probe',
+    name: `edgeecho-${session}-probe`,
+    image: cfg.imageProbe,
+    network,
+    aliases: ['probe'],
+    env: { PORT: '7000' },
+    labels: TEST_LABELS,
+    publish: { port: 7000, hostIp: '127.0.0.1' },
+    listen: { port: 7000, env: 'PORT' },
+    limits: cfg.limitsProbe,
+    command: ['node', '-e', script],
+  };
+}
+
 
 function killQuietly(pid: number): void {
   try {
@@ -90,7 +111,11 @@ async function localUnderTest(): Promise<RuntimeUnderTest> {
     freshDriver: fresh,
     fixtureImage: 'unused',
     fixtureDriver: runtime.driver,
-    leftovers: async (session) => (await leftovers(runtime.driver, session)) + processesUnder(`${SESSION_MARKER_PREFIX}${session}`).length,
+    // Listed objects, plus any process of the session the runtime does not list as running (a leaked one).
+    leftovers: async (session, via = runtime.driver) => {
+      const running = (await via.listManaged()).containers.filter((c) => c.session === session && c.running).length;
+      return (await leftovers(via, session)) + Math.max(0, processesUnder(`${SESSION_MARKER_PREFIX}${session}`).length - running);
+    },
     // No address of TEST-NET-1 is this host's: the stream cannot listen there and exits 2 ("cannot listen").
     exitBeforeReady: { overrides: { publishHost: '192.0.2.1' }, role: 'stream' },
     daemonEnv: { EDGEECHO_RUNTIME: 'local' },
@@ -132,7 +157,7 @@ async function dockerUnderTest(docker: Docker): Promise<RuntimeUnderTest> {
     freshDriver: () => testDriver(docker),
     fixtureImage: await baseImage(docker),
     fixtureDriver,
-    leftovers: (session) => leftovers(driver, session),
+    leftovers: (session, via = driver) => leftovers(via, session),
     // node cannot start in 6 MiB: the kernel's OOM killer ends the probe before its ready line.
     exitBeforeReady: { overrides: { limitsProbe: { memoryBytes: 6 * 1024 * 1024, nanoCpus: 500_000_000, pids: 64 } }, role: 'probe' },
     daemonEnv: { EDGEECHO_RUNTIME: 'docker' },

@@ -1,30 +1,39 @@
 /**
  * `kill -9` of a real daemon process, then a new daemon on the same data dir: a session caught mid-create is
  * rolled back (or adopted when every container was already running), and running sessions are adopted and
- * reaped with their final stats. Nothing labelled for these sessions is left on the engine.
+ * reaped with their final stats. Nothing of these sessions is left: no container or network on the engine, no
+ * record or process of the local runtime (which a kill -9 of the daemon must not take down with it).
  */
-import { test } from 'uvu';
+import { test as baseTest } from 'uvu';
+import { rmSync } from 'node:fs';
 import * as assert from 'uvu/assert';
 import { connect, type Client } from '../../src/client/index.js';
 import type { StatusFrame } from '../../protocol/messages.js';
 import { RESTARTED_DURING_CREATE } from '../../src/sessions/outcome.js';
-import { dockerOrSkip } from '../support/docker.js';
-import { runLabel, cleanupDaemons, labelledObjects, startDaemonProcess, tempDataDir, waitFor, noneLeft as sharedNoneLeft, type DaemonProcess, type SessionView } from '../../support/daemon-process.js';
+import { runLabel, startDaemonProcess, tempDataDir, waitFor, type DaemonProcess, type SessionView } from '../../support/daemon-process.js';
+import { SESSION_MARKER_PREFIX } from '../../src/runtime/local/spawn-role.js';
+import { processesUnder, runtimesUnderTest, type RuntimeUnderTest } from './runtimes.js';
 
 const LABEL = runLabel('daemon-restart');
-const docker = await dockerOrSkip('integration/daemon-restart');
+const runtimes = await runtimesUnderTest('daemon-restart');
+for (const rt of runtimes) suite(rt);
 
-
-const noneLeft = (ids: string[]) => sharedNoneLeft(docker!, LABEL, ids);
-
-if (docker) {
+function suite(rt: RuntimeUnderTest): void {
+  const test = (name: string, fn: () => Promise<void>): void => baseTest(`[${rt.name}] ${name}`, fn);
+  const start = (dataDir: string): Promise<DaemonProcess> => startDaemonProcess({ label: LABEL, dataDir, env: rt.daemonEnv });
+  const noneLeft = (dataDir: string, ids: string[]) => async (): Promise<true | undefined> => ((await rt.daemonLeftovers(LABEL, dataDir, ids)).length === 0 ? true : undefined);
+  const cleanup = async (daemons: Array<DaemonProcess | undefined>, dataDir: string): Promise<void> => {
+    await Promise.all(daemons.map((d) => d?.kill('SIGKILL')));
+    await rt.cleanupDaemonObjects(LABEL, dataDir);
+    rmSync(dataDir, { recursive: true, force: true });
+  };
   test('kill -9 during create: the restarted daemon rolls the session back (or adopts it whole) and leaves nothing', async () => {
     const dataDir = tempDataDir();
     let first: DaemonProcess | undefined;
     let second: DaemonProcess | undefined;
     let client: Client | undefined;
     try {
-      first = await startDaemonProcess({ label: LABEL, dataDir });
+      first = await start(dataDir);
       client = await connect({ port: first.port });
       const call = client.call('session.create', { mode: 'segmented', count: 1000 });
       let session: string | undefined;
@@ -46,10 +55,10 @@ if (docker) {
       );
       await client.close().catch(() => undefined);
       client = undefined;
-      const before = await labelledObjects(docker, LABEL, [session]);
-      assert.ok(before.networks.length === 1 && before.containers.length >= 1, `expected the killed create to leave its network and probe behind, found ${JSON.stringify(before)}`);
+      const before = await rt.daemonLeftovers(LABEL, dataDir, [session]);
+      assert.ok(before.some((o) => o.endsWith('-net')) && before.some((o) => o.endsWith('-probe')), `expected the killed create to leave its network and probe behind, found ${JSON.stringify(before)}`);
 
-      second = await startDaemonProcess({ label: LABEL, dataDir });
+      second = await start(dataDir);
       client = await connect({ port: second.port });
       const record = await client.request<SessionView>('session.get', { id: session });
       if (record.state === 'failed') {
@@ -61,10 +70,10 @@ if (docker) {
         const final = await client.request<SessionView>('session.watch', { id: session }, { timeoutMs: 60_000 });
         assert.is(final.state, 'completed');
       }
-      await waitFor(`no labelled objects of ${session} left`, noneLeft([session]), 15_000);
+      await waitFor(`nothing of ${session} left`, noneLeft(dataDir, [session]), 15_000);
     } finally {
       await client?.close().catch(() => undefined);
-      await cleanupDaemons(docker, LABEL, [first, second], [dataDir]);
+      await cleanup([first, second], dataDir);
     }
   });
 
@@ -74,16 +83,20 @@ if (docker) {
     let second: DaemonProcess | undefined;
     let client: Client | undefined;
     try {
-      first = await startDaemonProcess({ label: LABEL, dataDir });
+      first = await start(dataDir);
       client = await connect({ port: first.port });
       // 40000 frames at 4000/s: about 10 s, long enough to outlive the restart (tsx start-up is ~3 s).
       const created = await Promise.all([1, 2].map(() => client!.request<{ id: string }>('session.create', { mode: 'segmented', count: 40_000, rate: 4000 }, { timeoutMs: 60_000 })));
       const ids = created.map((c) => c.id);
       await first.kill('SIGKILL');
+      if (rt.name === 'local') {
+        // Its own process group and files for stdio: a role does not die with its daemon.
+        for (const id of ids) assert.is(processesUnder(`${SESSION_MARKER_PREFIX}${id}`).length, 3, `session ${id}: every role outlives the daemon`);
+      }
       await client.close().catch(() => undefined);
       client = undefined;
 
-      second = await startDaemonProcess({ label: LABEL, dataDir });
+      second = await start(dataDir);
       const reconciled = await second.waitForLog((l) => l.msg === 'reconciled sessions with the runtime');
       client = await connect({ port: second.port });
       for (const id of ids) {
@@ -104,12 +117,12 @@ if (docker) {
         assert.is(segmentation?.stats?.frames, 40_000);
         assert.is(segmentation?.stats?.lost, 0);
       }
-      await waitFor('no labelled objects of the adopted sessions left', noneLeft(ids), 15_000);
+      await waitFor('nothing of the adopted sessions left', noneLeft(dataDir, ids), 15_000);
     } finally {
       await client?.close().catch(() => undefined);
-      await cleanupDaemons(docker, LABEL, [first, second], [dataDir]);
+      await cleanup([first, second], dataDir);
     }
   });
 }
 
-test.run();
+baseTest.run();

@@ -1,14 +1,13 @@
 /**
- * Reaping on the real engine with a real SQLite file: completion by event, completion by the sweep when the
+ * Reaping on every runtime (runtimes.ts) with a real SQLite file: completion by event, completion by the sweep when the
  * event stream is cut, the TTL, and orphan removal. Objects carry io.edgeecho.test=sessions and a run-unique
  * session prefix; the sweep under test is scoped to that prefix so it never touches other tests' objects.
  */
-import { test } from 'uvu';
+import { test as baseTest } from 'uvu';
 import * as assert from 'uvu/assert';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { dockerOrSkip } from '../support/docker.js';
 import { silentLogger } from '../../src/log.js';
 import type { RuntimeDriver, RuntimeEvent } from '../../src/runtime/driver.js';
 import { SessionBus } from '../../src/sessions/events.js';
@@ -16,13 +15,17 @@ import { Reaper } from '../../src/sessions/reaper.js';
 import { testLifecycle } from '../support/lifecycle.js';
 import { openSessionStore } from '../../src/sessions/sqlite-store.js';
 import { Sweep } from '../../src/sessions/sweep.js';
-import { baseImage, launchSession, leftovers, removeSessions, runPrefix, terminate, testDriver, waitFor } from '../../support/reaping-fixtures.js';
+import { launchSession, removeSessions, runPrefix, terminate, waitFor } from '../../support/reaping-fixtures.js';
+import { runtimesUnderTest, type RuntimeUnderTest } from './runtimes.js';
 
-const docker = await dockerOrSkip('integration/reaper');
+const runtimes = await runtimesUnderTest('reaper');
+for (const rt of runtimes) suite(rt);
 
-if (docker) {
-  const image = await baseImage(docker);
-  const driver = testDriver(docker);
+function suite(rt: RuntimeUnderTest): void {
+  const image = rt.fixtureImage;
+  const driver = rt.fixtureDriver;
+  const test = (name: string, fn: () => Promise<void>): void => baseTest(`[${rt.name}] ${name}`, fn);
+  const leftovers = (id: string): Promise<number> => rt.leftovers(id);
   const prefix = runPrefix();
   let n = 0;
   const nextId = (): string => `${prefix}${(n++).toString(36)}`;
@@ -59,7 +62,7 @@ if (docker) {
         await sweep.stop();
         await finisher.idle();
         store.close();
-        await removeSessions(docker!, ids);
+        await removeSessions(driver, ids);
         rmSync(dir, { recursive: true, force: true });
       },
     };
@@ -79,14 +82,14 @@ if (docker) {
       await waitFor(async () => !(await driver.inspectContainer(s.containers[0]!.id)).running, 10_000, 'probe exit');
       await new Promise((r) => setTimeout(r, 300));
       assert.is(h.store.get(id)!.state, 'ready');
-      await terminate(docker, stream.id);
+      await terminate(driver, stream.id);
       await waitFor(() => h.store.get(id)!.state !== 'ready', 10_000, 'session finished by the reaper');
       await h.finisher.idle();
       const rec = h.store.get(id)!;
       assert.is(rec.state, 'completed', JSON.stringify(rec.transitions));
       assert.equal(rec.containers.map((c) => c.exitCode), [0, 0]);
       assert.ok(rec.containers.every((c) => c.finishedAt !== null));
-      assert.is(await leftovers(docker, id), 0);
+      assert.is(await leftovers(id), 0);
       assert.equal(updates, ['completed']);
       assert.ok(h.reaper.stats.events > 0);
     } finally {
@@ -107,7 +110,7 @@ if (docker) {
       h.ids.push(id);
       h.reaper.start();
       const s = await launchSession(driver, h.store, image, id);
-      await terminate(docker, s.containers.find((c) => c.role === 'stream')!.id);
+      await terminate(driver, s.containers.find((c) => c.role === 'stream')!.id);
       await waitFor(async () => (await Promise.all(s.containers.map((c) => driver.inspectContainer(c.id)))).every((c) => !c.running), 10_000, 'containers exited');
       await new Promise((r) => setTimeout(r, 200));
       assert.is(h.store.get(id)!.state, 'ready', 'no event reached the reaper');
@@ -115,7 +118,7 @@ if (docker) {
       const report = await h.sweep.tick();
       assert.equal(report.finished, [id]);
       assert.is(h.store.get(id)!.state, 'completed');
-      assert.is(await leftovers(docker, id), 0);
+      assert.is(await leftovers(id), 0);
       assert.is(h.reaper.stats.events, 0);
     } finally {
       await h.close();
@@ -137,7 +140,7 @@ if (docker) {
       assert.match(rec.transitions.at(-1)!.reason!, /TTL of 60 s/);
       // Stopped with SIGTERM, so the stream exited 0 rather than being killed.
       assert.is(rec.containers.find((c) => c.role === 'stream')!.exitCode, 0);
-      assert.is(await leftovers(docker, id), 0);
+      assert.is(await leftovers(id), 0);
     } finally {
       await h.close();
     }
@@ -154,13 +157,13 @@ if (docker) {
       h.clock.now = Date.now();
       const first = await h.sweep.tick();
       assert.equal(first.removed, { containers: [], networks: [] }, 'nothing removed inside the grace');
-      assert.is(await leftovers(docker, orphan), 3);
+      assert.is(await leftovers(orphan), 3);
       h.clock.now += 5_000;
       const second = await h.sweep.tick();
       assert.is(second.removed.containers.length, 2);
       assert.is(second.removed.networks.length, 1);
-      assert.is(await leftovers(docker, orphan), 0);
-      assert.is(await leftovers(docker, live), 3);
+      assert.is(await leftovers(orphan), 0);
+      assert.is(await leftovers(live), 3);
       assert.is(h.store.get(live)!.state, 'ready');
     } finally {
       await h.close();
@@ -168,4 +171,4 @@ if (docker) {
   });
 }
 
-test.run();
+baseTest.run();

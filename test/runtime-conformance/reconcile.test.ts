@@ -1,14 +1,13 @@
 /**
- * Reconcile after a simulated crash on the real engine: one "daemon" creates objects and records and goes away
+ * Reconcile after a simulated crash, on every runtime (runtimes.ts): one "daemon" creates objects and records and goes away
  * without cleaning up; a fresh instance (new store handle on the same SQLite file, new driver) reconciles.
  * Scoped to a run-unique session prefix; everything is removed by session label in finally.
  */
-import { test } from 'uvu';
+import { test as baseTest } from 'uvu';
 import * as assert from 'uvu/assert';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { dockerOrSkip } from '../support/docker.js';
 import { silentLogger } from '../../src/log.js';
 import { Admission } from '../../src/resources/admission.js';
 import { SessionBus } from '../../src/sessions/events.js';
@@ -17,12 +16,15 @@ import { Reaper } from '../../src/sessions/reaper.js';
 import { reconcile } from '../../src/sessions/reconcile.js';
 import { testLifecycle } from '../support/lifecycle.js';
 import { openSessionStore } from '../../src/sessions/sqlite-store.js';
-import { EXIT_AT_ONCE, RUN_UNTIL_TERM, baseImage, launchSession, leftovers, removeSessions, runPrefix, terminate, testDriver, waitFor } from '../../support/reaping-fixtures.js';
+import { EXIT_AT_ONCE, RUN_UNTIL_TERM, launchSession, removeSessions, runPrefix, terminate, waitFor } from '../../support/reaping-fixtures.js';
+import { runtimesUnderTest, type RuntimeUnderTest } from './runtimes.js';
 
-const docker = await dockerOrSkip('integration/reconcile');
+const runtimes = await runtimesUnderTest('reconcile');
+for (const rt of runtimes) suite(rt);
 
-if (docker) {
-  const image = await baseImage(docker);
+function suite(rt: RuntimeUnderTest): void {
+  const image = rt.fixtureImage;
+  const test = (name: string, fn: () => Promise<void>): void => baseTest(`[${rt.name}] ${name}`, fn);
 
   test('a fresh instance adopts running sessions, fails vanished ones, rolls back creates and removes orphans', async () => {
     const prefix = runPrefix();
@@ -33,11 +35,12 @@ if (docker) {
       // The daemon that "crashed": records and objects, no teardown.
       {
         const store = openSessionStore(path);
-        const driver = testDriver(docker);
+        // A driver of its own, as the crashed daemon had: the next start must know only what the runtime kept.
+        const driver = rt.freshDriver();
         await launchSession(driver, store, image, ids.run);
         const done = await launchSession(driver, store, image, ids.done, { scripts: { probe: EXIT_AT_ONCE, stream: EXIT_AT_ONCE } });
         const gone = await launchSession(driver, store, image, ids.gone);
-        for (const c of gone.containers) await docker.getContainer(c.id).remove({ force: true });
+        for (const c of gone.containers) await driver.removeContainer(c.id);
         await launchSession(driver, store, image, ids.half, { state: 'creating', scripts: { probe: EXIT_AT_ONCE, stream: RUN_UNTIL_TERM } });
         // `half` is segmented in the record but never got its segmentation container.
         store.db.prepare("UPDATE sessions SET mode = 'segmented' WHERE id = ?").run(ids.half);
@@ -48,7 +51,8 @@ if (docker) {
 
       // The next start.
       const store = openSessionStore(path);
-      const driver = testDriver(docker);
+      const driver = rt.freshDriver();
+      const leftovers = (id: string): Promise<number> => rt.leftovers(id, driver);
       const limits = { memoryBytes: 64 * 1024 * 1024, nanoCpus: 0.25e9, pids: 32 };
       const admission = new Admission({ capacityMemory: 1e12, capacityCpus: 64, minFreeMemory: 0, maxSessions: 10, limits: { probe: limits, stream: limits, segmentation: limits }, availableMemory: () => null });
       const finisher = testLifecycle({ driver, store, admission, config: { stopTimeoutS: 1 } });
@@ -70,38 +74,38 @@ if (docker) {
         assert.is(report.removed.networks.length, 1);
 
         assert.is(store.get(ids.run)!.state, 'ready');
-        assert.is(await leftovers(docker, ids.run), 3);
+        assert.is(await leftovers(ids.run), 3);
         assert.ok(admission.has(ids.run));
         assert.is(store.get(ids.done)!.state, 'completed');
-        assert.is(await leftovers(docker, ids.done), 0);
+        assert.is(await leftovers(ids.done), 0);
         const gone = store.get(ids.gone)!;
         assert.is(gone.state, 'failed');
         assert.match(gone.error!.message, /vanished/);
-        assert.is(await leftovers(docker, ids.gone), 0, 'the vanished session\'s network is removed');
+        assert.is(await leftovers(ids.gone), 0, 'the vanished session\'s network is removed');
         const half = store.get(ids.half)!;
         assert.is(half.state, 'failed');
         assert.is(half.transitions.at(-1)!.reason, RESTARTED_DURING_CREATE);
-        assert.is(await leftovers(docker, ids.half), 0);
-        assert.is(await leftovers(docker, ids.orphan), 0);
+        assert.is(await leftovers(ids.half), 0);
+        assert.is(await leftovers(ids.orphan), 0);
 
         // The adopted session is reaped as usual when it ends.
         reaper.start();
         const stream = store.get(ids.run)!.containers.find((c) => c.role === 'stream')!;
-        await terminate(docker, stream.id);
+        await terminate(driver, stream.id);
         await waitFor(() => store.get(ids.run)!.state !== 'ready', 10_000, 'adopted session reaped');
         await finisher.idle();
         assert.is(store.get(ids.run)!.state, 'completed');
-        assert.is(await leftovers(docker, ids.run), 0);
+        assert.is(await leftovers(ids.run), 0);
       } finally {
         await reaper.stop();
         await finisher.idle();
         store.close();
       }
     } finally {
-      await removeSessions(docker, Object.values(ids));
+      await removeSessions(rt.freshDriver(), Object.values(ids));
       rmSync(dir, { recursive: true, force: true });
     }
   });
 }
 
-test.run();
+baseTest.run();
