@@ -5,14 +5,13 @@
  * record or process of the local runtime (which a kill -9 of the daemon must not take down with it).
  */
 import { test as baseTest } from 'uvu';
-import { rmSync } from 'node:fs';
 import * as assert from 'uvu/assert';
 import { connect, type Client } from '../../src/client/index.js';
 import type { StatusFrame } from '../../protocol/messages.js';
 import { RESTARTED_DURING_CREATE } from '../../src/sessions/outcome.js';
-import { runLabel, startDaemonProcess, tempDataDir, waitFor, type DaemonProcess, type SessionView } from '../../support/daemon-process.js';
+import { runLabel, tempDataDir, waitFor, type DaemonProcess, type SessionView } from '../../support/daemon-process.js';
 import { SESSION_MARKER_PREFIX } from '../../src/runtime/local/spawn-role.js';
-import { processesUnder, runtimesUnderTest, type RuntimeUnderTest } from './runtimes.js';
+import { daemonHarness, processesUnder, runtimesUnderTest, type RuntimeUnderTest } from './runtimes.js';
 
 const LABEL = runLabel('daemon-restart');
 const runtimes = await runtimesUnderTest('daemon-restart');
@@ -20,13 +19,8 @@ for (const rt of runtimes) suite(rt);
 
 function suite(rt: RuntimeUnderTest): void {
   const test = (name: string, fn: () => Promise<void>): void => baseTest(`[${rt.name}] ${name}`, fn);
-  const start = (dataDir: string): Promise<DaemonProcess> => startDaemonProcess({ label: LABEL, dataDir, env: rt.daemonEnv });
-  const noneLeft = (dataDir: string, ids: string[]) => async (): Promise<true | undefined> => ((await rt.daemonLeftovers(LABEL, dataDir, ids)).length === 0 ? true : undefined);
-  const cleanup = async (daemons: Array<DaemonProcess | undefined>, dataDir: string): Promise<void> => {
-    await Promise.all(daemons.map((d) => d?.kill('SIGKILL')));
-    await rt.cleanupDaemonObjects(LABEL, dataDir);
-    rmSync(dataDir, { recursive: true, force: true });
-  };
+  const { start, noneLeft, cleanup } = daemonHarness(rt, LABEL);
+
   test('kill -9 during create: the restarted daemon rolls the session back (or adopts it whole) and leaves nothing', async () => {
     const dataDir = tempDataDir();
     let first: DaemonProcess | undefined;

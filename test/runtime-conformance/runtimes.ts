@@ -8,7 +8,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type Docker from 'dockerode';
-import { labelledObjects, removeLabelled } from '../../support/daemon-process.js';
+import { labelledObjects, removeLabelled, startDaemonProcess, tempDataDir, type DaemonProcess } from '../../support/daemon-process.js';
 import { baseImage, leftovers, testDriver } from '../../support/reaping-fixtures.js';
 import { loadConfig, type Config } from '../../src/config.js';
 import { silentLogger } from '../../src/log.js';
@@ -40,8 +40,8 @@ export interface RuntimeUnderTest {
   exitBeforeReady: { overrides: Partial<Config>; role: Role };
   /** Env that makes a daemon process serve sessions with this runtime. */
   daemonEnv: Record<string, string>;
-  /** Objects a daemon on dataDir made for these sessions and left: containers/networks, or records/processes. */
-  daemonLeftovers(label: string, dataDir: string, sessions: string[]): Promise<string[]>;
+  /** Objects a daemon on dataDir made for these sessions (all when omitted) and left: containers/networks, or records/processes. */
+  daemonLeftovers(label: string, dataDir: string, sessions?: string[]): Promise<string[]>;
   /** Removes every object a daemon on dataDir (labelled `label`) made; the daemon must be dead. */
   cleanupDaemonObjects(label: string, dataDir: string): Promise<void>;
   close(): Promise<void>;
@@ -121,11 +121,11 @@ async function localUnderTest(): Promise<RuntimeUnderTest> {
     daemonEnv: { EDGEECHO_RUNTIME: 'local' },
     async daemonLeftovers(_label, dir, sessions) {
       // Read-only: the daemon may still run, so no driver (whose start-up adopts and rewrites records) is made.
-      const wanted = new Set(sessions);
+      const wanted = (session: string): boolean => !sessions || sessions.includes(session);
       const { networks, processes } = new RecordFiles(localLayout(dir).sessions).loadAll(() => undefined);
       return [
-        ...processes.filter((p) => wanted.has(p.session)).map((p) => p.name),
-        ...networks.filter((n) => wanted.has(n.session)).map((n) => n.name),
+        ...processes.filter((p) => wanted(p.session)).map((p) => p.name),
+        ...networks.filter((n) => wanted(n.session)).map((n) => n.name),
         ...processesUnder(join(dir, 'local')).map((pid) => `pid ${pid}`),
       ];
     },
@@ -182,4 +182,20 @@ export function runtimesUnderTest(suite: string): Promise<RuntimeUnderTest[]> {
     return list;
   })();
   return cached;
+}
+
+/** A real daemon process serving sessions with this runtime, and how to see and remove what it left. */
+export function daemonHarness(rt: RuntimeUnderTest, label: string) {
+  return {
+    start: (dataDir: string, args: string[] = []): Promise<DaemonProcess> => startDaemonProcess({ label, dataDir, env: rt.daemonEnv, args }),
+    tempDataDir: () => tempDataDir(),
+    /** A waitFor condition: true once nothing of these sessions (all of the daemon's when omitted) is left. */
+    noneLeft: (dataDir: string, ids?: string[]) => async (): Promise<true | undefined> => ((await rt.daemonLeftovers(label, dataDir, ids)).length === 0 ? true : undefined),
+    /** Kills the daemons (SIGKILL), removes what they made and the data dir. */
+    async cleanup(daemons: Array<DaemonProcess | undefined>, dataDir: string): Promise<void> {
+      await Promise.all(daemons.map((d) => d?.kill('SIGKILL')));
+      await rt.cleanupDaemonObjects(label, dataDir);
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
 }

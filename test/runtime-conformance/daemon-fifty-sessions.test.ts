@@ -1,27 +1,30 @@
 /**
  * Churn on a real daemon process: 50 short plain sessions, 5 at a time, each created, left to complete (no
- * consumer, a short EDGEECHO_PLAIN_GRACE_MS) and reaped. All 50 records end completed and the engine holds
- * nothing labelled for them.
+ * consumer, a short EDGEECHO_PLAIN_GRACE_MS) and reaped. All 50 records end completed and the runtime holds
+ * nothing of them (no labelled container or network; no local record or process); on every runtime.
  */
-import { test } from 'uvu';
+import { test as baseTest } from 'uvu';
 import * as assert from 'uvu/assert';
 import { connect, type Client } from '../../src/client/index.js';
-import { dockerOrSkip } from '../support/docker.js';
-import { runLabel, cleanupDaemons, labelledObjects, startDaemonProcess, waitFor, type DaemonProcess } from '../../support/daemon-process.js';
+import { runLabel, waitFor, type DaemonProcess } from '../../support/daemon-process.js';
+import { daemonHarness, runtimesUnderTest, type RuntimeUnderTest } from './runtimes.js';
 
 const LABEL = runLabel('daemon-fifty-sessions');
 const SESSIONS = 50;
 const CONCURRENT = 5;
 /** Bound on the whole run; about 30 s on a 2-core machine. */
 const DEADLINE_MS = 150_000;
-const docker = await dockerOrSkip('integration/daemon-fifty-sessions');
+const runtimes = await runtimesUnderTest('daemon-fifty-sessions');
+for (const rt of runtimes) churn(rt);
 
-if (docker) {
-  test(`${SESSIONS} plain sessions, ${CONCURRENT} at a time: all completed, nothing labelled left`, async () => {
+function churn(rt: RuntimeUnderTest): void {
+  const harness = daemonHarness(rt, LABEL);
+  baseTest(`[${rt.name}] ${SESSIONS} plain sessions, ${CONCURRENT} at a time: all completed, nothing labelled left`, async () => {
     let daemon: DaemonProcess | undefined;
     let client: Client | undefined;
+    const dataDir = harness.tempDataDir();
     try {
-      daemon = await startDaemonProcess({ label: LABEL, args: ['--plain-grace-ms', '100'] });
+      daemon = await harness.start(dataDir, ['--plain-grace-ms', '100']);
       client = await connect({ port: daemon.port });
       const deadline = Date.now() + DEADLINE_MS;
       const ids: string[] = [];
@@ -45,17 +48,14 @@ if (docker) {
       assert.is(records.length, SESSIONS);
       assert.ok(records.every((r) => r.state === 'completed'));
       // The network goes after the terminal state is recorded, so the last removals may lag the watch by a moment.
-      await waitFor('zero labelled containers and networks', async () => {
-        const left = await labelledObjects(docker, LABEL);
-        return left.containers.length + left.networks.length === 0 ? true : undefined;
-      }, 15_000);
+      await waitFor('nothing of the sessions left in the runtime', harness.noneLeft(dataDir), 15_000);
       const resources = await client.request<{ sessions?: unknown[]; admission?: { sessions?: number } }>('resources', {});
       assert.ok(resources, 'resources answers after the churn');
     } finally {
       await client?.close().catch(() => undefined);
-      await cleanupDaemons(docker, LABEL, [daemon], daemon ? [daemon.dataDir] : []);
+      await harness.cleanup([daemon], dataDir);
     }
   });
 }
 
-test.run();
+baseTest.run();
