@@ -1,10 +1,11 @@
 /**
- * Session churn on a real daemon process: segmented sessions of count=10,000 created, run and reaped back to
- * back for a while, `concurrency` at a time. Reports sessions per minute, the daemon's RSS after warm-up and at
- * the end (a leak shows as growth; target <= 10 %), and what is left on the engine (target: nothing). Beside it,
- * the baseline measured in the same run: the same network and containers (images, env, limits) created,
- * started, waited for and removed with raw dockerode calls, no daemon, for a fixed number of sessions.
- * `npm run bench -- churn [minutes=5] [concurrency=3]`; minutes may be fractional (0.5 for a quick look).
+ * Session churn on a real daemon process, per runtime: segmented sessions of count=10,000 created, run and reaped
+ * back to back for a while, `concurrency` at a time. Reports sessions per minute, the daemon's RSS after warm-up
+ * and at the end (a leak shows as growth; target <= 10 %), and what is left in the runtime (target: nothing).
+ * Beside it, measured in the same run: for docker, the same network and containers (images, env, limits) created,
+ * started, waited for and removed with raw dockerode calls, no daemon; for local, the docker daemon's rate
+ * (target: local >= 5x docker).
+ * `npm run bench -- churn [minutes=5] [concurrency=3] [runtimes=docker,local]`; minutes may be fractional.
  */
 import Docker from 'dockerode';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -13,6 +14,7 @@ import { join } from 'node:path';
 import { connect, type Client } from '../src/client/index.js';
 import { loadConfig, type Config } from '../src/config.js';
 import { runLabel, cleanupDaemons, labelledObjects, startDaemonProcess, TEST_LABEL, waitFor, type DaemonProcess } from '../support/daemon-process.js';
+import { killMentioning, localObjects } from '../support/local-objects.js';
 
 const LABEL = runLabel('bench-churn');
 const COUNT = 10_000;
@@ -112,30 +114,34 @@ async function rawSession(docker: Docker, config: Config, n: number): Promise<bo
   }
 }
 
-export default async function main(argv: string[]): Promise<void> {
-  const minutes = Number(argv[0] ?? DEFAULT_MINUTES);
-  const concurrency = Math.max(1, Math.min(16, Math.floor(Number(argv[1] ?? DEFAULT_CONCURRENCY)) || DEFAULT_CONCURRENCY));
-  if (!(minutes > 0 && minutes <= 120)) throw new Error(`churn: expected minutes in (0, 120], got "${argv[0]}"`);
-  const { config } = loadConfig({ env: process.env });
-  const docker = new Docker({ socketPath: config.dockerSocket });
-  await docker.ping();
+type RuntimeName = 'docker' | 'local';
 
+interface DaemonRun {
+  runtime: RuntimeName;
+  warmup: Phase;
+  timed: Phase;
+  rssLaunch: number;
+  rssStart: number;
+  rssEnd: number;
+  rssPeak: number;
+  /** What the runtime still holds of the daemon's sessions: containers and networks, or records and processes. */
+  left: string[];
+  notCompleted: number;
+  records: number;
+  reasons: string[];
+}
+
+/** One runtime's daemon: warm-up, then `minutes` of churn with RSS sampled, then leaks and records counted. */
+async function daemonRun(runtime: RuntimeName, docker: Docker | null, minutes: number, concurrency: number): Promise<DaemonRun> {
   let daemon: DaemonProcess | undefined;
   let client: Client | undefined;
   try {
-    // Baseline first, on an engine no daemon is using.
-    let rawN = 0;
-    const baselineTotal = BASELINE_PER_WORKER * concurrency;
-    await rawSession(docker, config, rawN++);
-    const baseline = await churn(concurrency, () => rawN < baselineTotal + 1, () => rawSession(docker, config, rawN++));
-
-    daemon = await startDaemonProcess({ label: LABEL });
+    daemon = await startDaemonProcess({ label: LABEL, env: { EDGEECHO_RUNTIME: runtime } });
     client = await connect({ port: daemon.port });
     const rssLaunch = rssBytes(daemon.pid);
     let warm = 0;
     const warmup = await churn(concurrency, () => warm++ < WARMUP_PER_WORKER * concurrency, () => daemonSession(client!));
     const rssStart = rssBytes(daemon.pid);
-
     const samples: number[] = [rssStart];
     const pid = daemon.pid;
     const sampler = setInterval(() => samples.push(rssBytes(pid)), RSS_SAMPLE_MS);
@@ -146,16 +152,18 @@ export default async function main(argv: string[]): Promise<void> {
     } finally {
       clearInterval(sampler);
     }
-
+    const dataDir = daemon.dataDir;
+    const leftNow = async (): Promise<string[]> => {
+      if (runtime === 'local') return localObjects(dataDir);
+      const l = await labelledObjects(docker!, LABEL);
+      return [...l.containers, ...l.networks];
+    };
     // The network goes after the record: give the last removals a moment before counting leaks.
-    const left = await waitFor('labelled objects to be gone', async () => {
-      const l = await labelledObjects(docker, LABEL);
-      return l.containers.length + l.networks.length === 0 ? l : undefined;
-    }, 20_000).catch(() => labelledObjects(docker, LABEL));
-    if (left.containers.length + left.networks.length > 0) {
+    const left = await waitFor('nothing to be left', async () => ((await leftNow()).length === 0 ? [] : undefined), 20_000).catch(leftNow);
+    if (left.length > 0) {
       // What the daemon said about the leaked sessions, kept for diagnosis.
-      const sessions = new Set([...left.containers, ...left.networks].map((name) => /^edgeecho-([a-z0-9]+)-/.exec(name)?.[1] ?? name));
-      const file = join(tmpdir(), `edgeecho-churn-${process.pid}.log`);
+      const sessions = new Set(left.map((name) => /^edgeecho-([a-z0-9]+)-/.exec(name)?.[1] ?? name));
+      const file = join(tmpdir(), `edgeecho-churn-${runtime}-${process.pid}.log`);
       writeFileSync(file, daemon.logs.filter((l) => sessions.has(String(l.session ?? ''))).map((l) => JSON.stringify(l)).join('\n') + '\n');
       console.log(`daemon log lines of the leaked sessions: ${file}`);
     }
@@ -163,53 +171,79 @@ export default async function main(argv: string[]): Promise<void> {
     samples.push(rssEnd);
     const records = (await client.request<{ sessions: Array<{ id: string; state: string; error?: { message?: string } | null }> }>('session.list', { limit: 10_000 })).sessions;
     const failures = records.filter((r) => r.state !== 'completed');
-    const notCompleted = failures.length;
     const reasons = [...new Set(failures.map((r) => `${r.state}: ${r.error?.message ?? 'no error recorded'}`))].slice(0, 5);
-
-    const growth = (rssEnd - rssStart) / rssStart;
-    const rows: Array<[string, string]> = [
-      ['duration (timed phase)', `${round(timed.ms / 60_000, 2)} min, ${concurrency} at a time, segmented count=${COUNT}`],
-      ['baseline raw dockerode', `${baseline.sessions} sessions, ${round(baseline.perMinute)} /min, ${baseline.failed} failed`],
-      ['daemon warm-up', `${warmup.sessions} sessions, ${round(warmup.perMinute)} /min, ${warmup.failed} failed`],
-      ['daemon timed', `${timed.sessions} sessions, ${round(timed.perMinute)} /min, ${timed.failed} failed`],
-      ['daemon / baseline', `${round(timed.perMinute / baseline.perMinute, 2)}x sessions per minute`],
-      ['daemon RSS launch/start/end/peak', `${mb(rssLaunch)} / ${mb(rssStart)} / ${mb(rssEnd)} / ${mb(Math.max(...samples))} MB`],
-      ['RSS growth after warm-up', `${round(growth * 100)} % (target <= 10 %)`],
-      ['left on the engine', `${left.containers.length} containers, ${left.networks.length} networks (target 0)`],
-      ['records not completed', `${notCompleted} of ${records.length}`],
-      ...reasons.map((r): [string, string] => ['  why', r]),
-    ];
-    const width = Math.max(...rows.map((r) => r[0].length));
-    process.stdout.write(`\nchurn: ${minutes} min requested\n`);
-    for (const [k, v] of rows) process.stdout.write(`  ${k.padEnd(width)}  ${v}\n`);
-    process.stdout.write(
-      JSON.stringify({
-        bench: 'churn',
-        minutes: round(timed.ms / 60_000, 2),
-        concurrency,
-        count: COUNT,
-        mode: 'segmented',
-        sessions: timed.sessions,
-        failed: timed.failed,
-        per_minute: round(timed.perMinute),
-        baseline_sessions: baseline.sessions,
-        baseline_per_minute: round(baseline.perMinute),
-        ratio_vs_baseline: round(timed.perMinute / baseline.perMinute, 3),
-        rss_start_bytes: rssStart,
-        rss_end_bytes: rssEnd,
-        rss_peak_bytes: Math.max(...samples),
-        rss_growth: round(growth, 4),
-        leaked_containers: left.containers.length,
-        leaked_networks: left.networks.length,
-        records_not_completed: notCompleted,
-        failure_reasons: reasons,
-      }) + '\n',
-    );
+    return { runtime, warmup, timed, rssLaunch, rssStart, rssEnd, rssPeak: Math.max(...samples), left, notCompleted: failures.length, records: records.length, reasons };
   } finally {
     await client?.close().catch(() => undefined);
-    // SIGTERM first so the daemon closes its records cleanly; cleanupDaemons SIGKILLs whatever is left.
+    // SIGTERM first so the daemon closes its records cleanly; then whatever is left goes.
     await daemon?.kill('SIGTERM');
-    await cleanupDaemons(docker, LABEL, [daemon], []);
-    if (daemon) rmSync(daemon.dataDir, { recursive: true, force: true });
+    if (runtime === 'docker') await cleanupDaemons(docker, LABEL, [daemon], []);
+    if (daemon) {
+      killMentioning(join(daemon.dataDir, 'local'));
+      rmSync(daemon.dataDir, { recursive: true, force: true });
+    }
   }
+}
+
+export default async function main(argv: string[]): Promise<void> {
+  const minutes = Number(argv[0] ?? DEFAULT_MINUTES);
+  const concurrency = Math.max(1, Math.min(16, Math.floor(Number(argv[1] ?? DEFAULT_CONCURRENCY)) || DEFAULT_CONCURRENCY));
+  if (!(minutes > 0 && minutes <= 120)) throw new Error(`churn: expected minutes in (0, 120], got "${argv[0]}"`);
+  const runtimes = (argv[2] ?? 'docker,local').split(',') as RuntimeName[];
+  if (!runtimes.length || runtimes.some((r) => r !== 'docker' && r !== 'local')) throw new Error(`churn: expected runtimes among docker,local, got "${argv[2]}"`);
+  const { config } = loadConfig({ env: process.env });
+  const docker = runtimes.includes('docker') ? new Docker({ socketPath: config.dockerSocket }) : null;
+  await docker?.ping();
+
+  let baseline: Phase | null = null;
+  if (docker) {
+    // Baseline first, on an engine no daemon is using.
+    let rawN = 0;
+    const baselineTotal = BASELINE_PER_WORKER * concurrency;
+    await rawSession(docker, config, rawN++);
+    baseline = await churn(concurrency, () => rawN < baselineTotal + 1, () => rawSession(docker, config, rawN++));
+  }
+  const runs: DaemonRun[] = [];
+  for (const runtime of runtimes) runs.push(await daemonRun(runtime, docker, minutes, concurrency));
+
+  const dockerRun = runs.find((r) => r.runtime === 'docker');
+  const rows: Array<[string, string]> = [['duration (timed phase)', `${minutes} min per runtime, ${concurrency} at a time, segmented count=${COUNT}`]];
+  if (baseline) rows.push(['baseline raw dockerode', `${baseline.sessions} sessions, ${round(baseline.perMinute)} /min, ${baseline.failed} failed`]);
+  for (const r of runs) {
+    const growth = (r.rssEnd - r.rssStart) / r.rssStart;
+    rows.push(
+      [`${r.runtime}: daemon warm-up`, `${r.warmup.sessions} sessions, ${round(r.warmup.perMinute)} /min, ${r.warmup.failed} failed`],
+      [`${r.runtime}: daemon timed`, `${r.timed.sessions} sessions, ${round(r.timed.perMinute)} /min, ${r.timed.failed} failed`],
+      ...(r.runtime === 'docker' && baseline ? [[`docker: daemon / raw dockerode`, `${round(r.timed.perMinute / baseline.perMinute, 2)}x sessions per minute`] as [string, string]] : []),
+      ...(r.runtime === 'local' && dockerRun ? [[`local / docker daemon`, `${round(r.timed.perMinute / dockerRun.timed.perMinute, 2)}x sessions per minute (target >= 5x)`] as [string, string]] : []),
+      [`${r.runtime}: RSS launch/start/end/peak`, `${mb(r.rssLaunch)} / ${mb(r.rssStart)} / ${mb(r.rssEnd)} / ${mb(r.rssPeak)} MB`],
+      [`${r.runtime}: RSS growth after warm-up`, `${round(growth * 100)} % (target <= 10 %)`],
+      [`${r.runtime}: left in the runtime`, `${r.left.length} objects (target 0)${r.left.length ? ': ' + r.left.slice(0, 5).join(', ') : ''}`],
+      [`${r.runtime}: records not completed`, `${r.notCompleted} of ${r.records}`],
+      ...r.reasons.map((why): [string, string] => ['  why', why]),
+    );
+  }
+  const width = Math.max(...rows.map((r) => r[0].length));
+  process.stdout.write(`\nchurn: ${minutes} min requested per runtime\n`);
+  for (const [k, v] of rows) process.stdout.write(`  ${k.padEnd(width)}  ${v}\n`);
+  const figures: Record<string, unknown> = { bench: 'churn', minutes, concurrency, count: COUNT, mode: 'segmented' };
+  if (baseline) Object.assign(figures, { baseline_sessions: baseline.sessions, baseline_per_minute: round(baseline.perMinute) });
+  for (const r of runs) {
+    figures[r.runtime] = {
+      sessions: r.timed.sessions,
+      failed: r.timed.failed,
+      per_minute: round(r.timed.perMinute),
+      rss_start_bytes: r.rssStart,
+      rss_end_bytes: r.rssEnd,
+      rss_peak_bytes: r.rssPeak,
+      rss_growth: round((r.rssEnd - r.rssStart) / r.rssStart, 4),
+      left: r.left.length,
+      records_not_completed: r.notCompleted,
+      failure_reasons: r.reasons,
+    };
+  }
+  if (dockerRun && baseline) figures.docker_ratio_vs_raw = round(dockerRun.timed.perMinute / baseline.perMinute, 3);
+  const localRun = runs.find((r) => r.runtime === 'local');
+  if (localRun && dockerRun) figures.local_ratio_vs_docker = round(localRun.timed.perMinute / dockerRun.timed.perMinute, 3);
+  process.stdout.write(JSON.stringify(figures) + '\n');
 }

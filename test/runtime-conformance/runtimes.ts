@@ -4,10 +4,11 @@
  * assertions; what differs per runtime lives here: how a test sees what is left (the engine's labelled objects,
  * or the local runtime's records and live processes) and how a role is made to fail.
  */
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type Docker from 'dockerode';
+import { killMentioning, localObjects, processesMentioning } from '../../support/local-objects.js';
 import { labelledObjects, removeLabelled, startDaemonProcess, tempDataDir, type DaemonProcess } from '../../support/daemon-process.js';
 import { baseImage, leftovers, testDriver } from '../../support/reaping-fixtures.js';
 import { loadConfig, type Config } from '../../src/config.js';
@@ -18,7 +19,6 @@ import type { ContainerSpec, NetworkRef, Role, RuntimeDriver } from '../../src/r
 import { LocalDriver } from '../../src/runtime/local/driver.js';
 import { localLayout } from '../../src/runtime/local/layout.js';
 import { localRuntime } from '../../src/runtime/local/local-runtime.js';
-import { RecordFiles } from '../../src/runtime/local/records.js';
 import { SESSION_MARKER_PREFIX } from '../../src/runtime/local/spawn-role.js';
 import { dockerOrSkip } from '../support/docker.js';
 
@@ -69,30 +69,8 @@ export function nodeRoleSpec(session: string, network: NetworkRef, script: strin
   };
 }
 
-
-function killQuietly(pid: number): void {
-  try {
-    process.kill(pid, 'SIGKILL');
-  } catch {
-    // gone meanwhile
-  }
-}
-
 /** Processes whose command line mentions `text` (a data dir, a session marker), zombies left out. */
-export function processesUnder(dir: string): number[] {
-  const found: number[] = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const cmdline = readFileSync(`/proc/${entry}/cmdline`, 'utf8');
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      if (cmdline.includes(dir) && !/\) Z /.test(stat)) found.push(Number(entry));
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return found;
-}
+export const processesUnder = processesMentioning;
 
 async function localUnderTest(): Promise<RuntimeUnderTest> {
   const dataDir = mkdtempSync(join(tmpdir(), 'edgeecho-local-conformance-'));
@@ -101,7 +79,7 @@ async function localUnderTest(): Promise<RuntimeUnderTest> {
   await runtime.prepare({});
   // The last test file's cleanup has run by then; this catches a run that ended early.
   process.once('exit', () => {
-    for (const pid of processesUnder(join(dataDir, 'local'))) killQuietly(pid);
+    killMentioning(join(dataDir, 'local'));
     rmSync(dataDir, { recursive: true, force: true });
   });
   const fresh = (): LocalDriver => new LocalDriver({ layout: localLayout(dataDir), publishHost: '127.0.0.1' });
@@ -119,16 +97,8 @@ async function localUnderTest(): Promise<RuntimeUnderTest> {
     // No address of TEST-NET-1 is this host's: the stream cannot listen there and exits 2 ("cannot listen").
     exitBeforeReady: { overrides: { publishHost: '192.0.2.1' }, role: 'stream' },
     daemonEnv: { EDGEECHO_RUNTIME: 'local' },
-    async daemonLeftovers(_label, dir, sessions) {
-      // Read-only: the daemon may still run, so no driver (whose start-up adopts and rewrites records) is made.
-      const wanted = (session: string): boolean => !sessions || sessions.includes(session);
-      const { networks, processes } = new RecordFiles(localLayout(dir).sessions).loadAll(() => undefined);
-      return [
-        ...processes.filter((p) => wanted(p.session)).map((p) => p.name),
-        ...networks.filter((n) => wanted(n.session)).map((n) => n.name),
-        ...processesUnder(join(dir, 'local')).map((pid) => `pid ${pid}`),
-      ];
-    },
+    // Read-only: the daemon may still run, so no driver (whose start-up adopts and rewrites records) is made.
+    daemonLeftovers: async (_label, dir, sessions) => localObjects(dir, sessions),
     async cleanupDaemonObjects(_label, dir) {
       const driver = new LocalDriver({ layout: localLayout(dir), publishHost: '127.0.0.1' });
       const managed = await driver.listManaged();
@@ -136,7 +106,7 @@ async function localUnderTest(): Promise<RuntimeUnderTest> {
       for (const n of managed.networks) await driver.removeNetwork(n.id).catch(() => undefined);
       driver.close();
       // Anything the records lost track of (they are the test's own: the dir is unique to it).
-      for (const pid of processesUnder(join(dir, 'local'))) killQuietly(pid);
+      killMentioning(join(dir, 'local'));
     },
     async close() {
       await self.cleanupDaemonObjects('', dataDir);
