@@ -31,7 +31,7 @@ import { freePort } from './ports.js';
 import { CLOCK_TICKS_PER_S, identityOf, isAlive, readProcStat, residentBytes, uptimeS } from './proc.js';
 import { waitForReadyLine } from './ready-line.js';
 import { RecordFiles, type Endpoint, type NetworkRecord, type ProcessRecord } from './records.js';
-import { findMarked, spawnRole } from './spawn-role.js';
+import { findMarked, lowerPriority, spawnRole } from './spawn-role.js';
 
 /** How often processes this driver did not start (adopted after a restart) are looked up in /proc. */
 export const DEFAULT_ADOPTED_WATCH_MS = 250;
@@ -188,7 +188,7 @@ export class LocalDriver implements RuntimeDriver {
 
   async waitReady(id: string, options: { timeoutMs: number; signal?: AbortSignal }): Promise<ReadyInfo> {
     const record = this.get(id);
-    return waitForReadyLine({
+    const info = await waitForReadyLine({
       stdoutPath: this.files.file(record, 'stdout'),
       stderrPath: this.files.file(record, 'stderr'),
       name: `process ${record.name}`,
@@ -204,6 +204,9 @@ export class LocalDriver implements RuntimeDriver {
         );
       },
     });
+    // Only a process still the one started (pid reuse) is reniced.
+    if (record.process && isAlive(record.process)) lowerPriority(record.process.pid);
+    return info;
   }
 
   async stopContainer(id: string, timeoutS: number): Promise<void> {
@@ -352,8 +355,8 @@ export class LocalDriver implements RuntimeDriver {
       record.status = 'exited';
       record.exitCode = code;
       record.finishedAt = at.toISOString();
-      // V8 aborts on heap exhaustion: the local counterpart of Docker's OOM kill.
-      record.oomKilled = (signal === 'SIGABRT' || code === 134) && /heap limit|heap out of memory/i.test(readTail(this.files.file(record, 'stderr'), 8192));
+      // V8 dies by a signal (SIGABRT or SIGTRAP) on heap exhaustion: the local counterpart of Docker's OOM kill.
+      record.oomKilled = (signal !== null || (code ?? 0) > 128) && /heap limit|heap out of memory|javascript OOM/i.test(readTail(this.files.file(record, 'stderr'), 8192));
       try {
         this.files.saveProcess(record);
       } catch (err) {

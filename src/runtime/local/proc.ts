@@ -15,6 +15,8 @@ export interface ProcStat {
   pgrp: number;
   /** utime + stime, in clock ticks. */
   cpuTicks: number;
+  /** Field 19. */
+  niceness: number;
   /** Ticks after boot the process started (field 22): with the boot id, what makes a pid unambiguous. */
   startTime: number;
 }
@@ -32,7 +34,7 @@ export function parseProcStat(text: string): ProcStat {
     if (!Number.isFinite(v)) throw new Error(`/proc/${pid}/stat: field ${n} is not a number`);
     return v;
   };
-  return { pid, state: f[0] ?? '?', pgrp: num(5), cpuTicks: num(14) + num(15), startTime: num(22) };
+  return { pid, state: f[0] ?? '?', pgrp: num(5), cpuTicks: num(14) + num(15), niceness: num(19), startTime: num(22) };
 }
 
 /** The process's stat, or null when no such pid exists. */

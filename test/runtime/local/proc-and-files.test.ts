@@ -14,9 +14,10 @@ test('stat: a command name with spaces and parentheses does not shift the fields
   fields[2] = '4242'; // field 5: pgrp
   fields[11] = '70'; // field 14: utime
   fields[12] = '30'; // field 15: stime
+  fields[16] = '10'; // field 19: nice
   fields[19] = '987654'; // field 22: starttime
   const stat = parseProcStat(`4242 (node (x) y) ${fields.join(' ')}`);
-  assert.equal(stat, { pid: 4242, state: 'S', pgrp: 4242, cpuTicks: 100, startTime: 987654 });
+  assert.equal(stat, { pid: 4242, state: 'S', pgrp: 4242, cpuTicks: 100, niceness: 10, startTime: 987654 });
   assert.throws(() => parseProcStat('garbage'), /expected "pid \(comm\) state/);
 });
 
