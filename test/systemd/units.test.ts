@@ -87,6 +87,7 @@ test('the service runs the production bundle with node, notifies readiness and k
   assert.equal(service.get('StateDirectory'), ['edgeecho']);
   assert.equal(service.get('RuntimeDirectory'), ['edgeecho']);
   assert.equal(service.get('EnvironmentFile'), ['-/etc/edgeecho/edgeecho.env']);
+  assert.ok(service.get('Environment')!.includes('EDGEECHO_RUNTIME=docker'), 'the unit pins docker: no silent fall back to local processes');
   assert.equal(service.get('SupplementaryGroups'), ['docker']);
   assert.equal(service.get('RestrictAddressFamilies')![0]!.split(' ').slice(0, 3), ['AF_UNIX', 'AF_INET', 'AF_INET6']);
   for (const key of ['NoNewPrivileges', 'ProtectHome', 'PrivateTmp', 'ProtectKernelTunables', 'ProtectKernelModules', 'LockPersonality']) {
