@@ -7,6 +7,15 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { localLayout } from '../src/runtime/local/layout.js';
 import { RecordFiles } from '../src/runtime/local/records.js';
+import { SESSION_MARKER_PREFIX } from '../src/runtime/local/spawn-role.js';
+
+function commandLine(pid: number): string[] {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+  } catch {
+    return [];
+  }
+}
 
 /** Live processes (zombies left out) whose command line mentions `text`: a data dir, a session marker. */
 export function processesMentioning(text: string): number[] {
@@ -31,7 +40,9 @@ export function localObjects(dataDir: string, sessions?: string[]): string[] {
   return [
     ...processes.filter((p) => wanted(p.session)).map((p) => p.name),
     ...networks.filter((n) => wanted(n.session)).map((n) => n.name),
-    ...processesMentioning(join(localLayout(dataDir).root, '')).map((pid) => `pid ${pid}`),
+    ...processesMentioning(join(localLayout(dataDir).root, ''))
+      .filter((pid) => !sessions || sessions.some((session) => commandLine(pid).includes(`${SESSION_MARKER_PREFIX}${session}`)))
+      .map((pid) => `pid ${pid}`),
   ];
 }
 
