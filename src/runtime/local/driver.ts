@@ -68,6 +68,8 @@ export class LocalDriver implements RuntimeDriver {
   private readonly pendingPorts = new Map<string, Promise<Endpoint>>();
   private readonly declared = new Set<() => void>();
   private readonly cpuSamples = new Map<string, { ticks: number; atMs: number }>();
+  /** Starts between their first await and the spawn: a second start of the same record must not spawn twice. */
+  private readonly starting = new Set<string>();
   private loaded = false;
   private timer: NodeJS.Timeout | null = null;
   private lastLogBound = Date.now();
@@ -147,8 +149,19 @@ export class LocalDriver implements RuntimeDriver {
 
   async startContainer(id: string): Promise<void> {
     const record = this.get(id);
-    if (record.status === 'running') return;
+    if (record.status === 'running' || this.starting.has(id)) return;
     if (record.status === 'exited') throw new EdgeechoError('CONFLICT', `process ${record.name} has exited; the local runtime does not restart processes`, { container: record.name });
+    this.starting.add(id);
+    try {
+      await this.spawnRecorded(record);
+    } finally {
+      this.starting.delete(id);
+    }
+  }
+
+  /** Resolves the role's ports and upstream, spawns it and records its pid before anything else can happen. */
+  private async spawnRecorded(record: ProcessRecord): Promise<void> {
+    const { id } = record;
     const env = { ...record.env };
     if (record.listen) {
       env[record.listen.env] = String(record.listen.port);
