@@ -51,6 +51,7 @@ export interface LocalDriverOptions {
   log?: Logger;
   adoptedWatchMs?: number;
   logMaxBytes?: number;
+  logBoundEveryMs?: number;
 }
 
 const WILDCARD = new Set(['0.0.0.0', '::', '']);
@@ -428,7 +429,7 @@ export class LocalDriver implements RuntimeDriver {
     this.timer = setInterval(() => {
       const live = running();
       for (const record of live) this.refresh(record);
-      if (Date.now() - this.lastLogBound >= LOG_BOUND_EVERY_MS) {
+      if (Date.now() - this.lastLogBound >= (this.options.logBoundEveryMs ?? LOG_BOUND_EVERY_MS)) {
         this.lastLogBound = Date.now();
         for (const record of live) for (const kind of ['stdout', 'stderr'] as const) boundFile(this.files.file(record, kind), this.options.logMaxBytes ?? DEFAULT_LOG_MAX_BYTES);
       }

@@ -1,7 +1,7 @@
 /**
  * What the local runtime enforces, with real processes: the V8 heap ceiling from the role's memory limit (a role
  * that outgrows it dies and is recorded as out of memory), niceness once ready, its own process group, and a
- * clean environment (nothing of the daemon's env but PATH reaches a role).
+ * clean environment (nothing of the daemon's env but PATH reaches a role), and log files held to their bound.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -10,6 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { silentLogger } from '../../../src/log.js';
 import type { ContainerSpec, NetworkRef } from '../../../src/runtime/driver.js';
+import { LocalDriver } from '../../../src/runtime/local/driver.js';
+import { localLayout } from '../../../src/runtime/local/layout.js';
 import { localRuntime } from '../../../src/runtime/local/local-runtime.js';
 import { readProcStat } from '../../../src/runtime/local/proc.js';
 import { DEFAULT_NICENESS, heapMb } from '../../../src/runtime/local/spawn-role.js';
@@ -64,6 +66,26 @@ test('a role outgrowing its heap ceiling dies and is recorded as out of memory',
   } finally {
     await driver.removeContainer(ref.id);
     await driver.removeNetwork(network.id);
+  }
+});
+
+test('a role writing without end has its log files held to the bound while it runs', async () => {
+  const bounded = new LocalDriver({ layout: localLayout(dataDir), publishHost: '127.0.0.1', logMaxBytes: 64 * 1024, logBoundEveryMs: 100, adoptedWatchMs: 50 });
+  const network = await bounded.createNetwork({ session: 'lim3', name: 'edgeecho-lim3-net', labels: {} });
+  const script = `console.log(JSON.stringify({event:'ready'})); const line = 'x'.repeat(200) + '\\n'; setInterval(() => { for (let i = 0; i < 100; i++) process.stderr.write(line); }, 5);`;
+  const ref = await bounded.createContainer(spec('lim3', network, script, 64 * 1024 * 1024));
+  try {
+    await bounded.startContainer(ref.id);
+    await bounded.waitReady(ref.id, { timeoutMs: 10_000 });
+    // About 4 MB a second is written; without the bound the file would hold megabytes by now.
+    await new Promise((r) => setTimeout(r, 1500));
+    const text = readFileSync(join(dataDir, 'local', 'sessions', 'lim3', 'probe.stderr'), 'utf8');
+    assert.ok(text.length < 1024 * 1024, `stderr holds ${text.length} bytes`);
+    assert.match(text, /^\[edgeecho: \d+ earlier bytes cut at the log bound of 65536\]/);
+  } finally {
+    await bounded.removeContainer(ref.id);
+    await bounded.removeNetwork(network.id);
+    bounded.close();
   }
 });
 
