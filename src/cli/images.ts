@@ -12,7 +12,8 @@ export const usage = `usage: edgeecho images build [--force] [--<setting> VALUE 
 
 Builds edgeecho/probe, edgeecho/stream and edgeecho/segmentation (names from EDGEECHO_IMAGE_*) from the
 bundled emulators on EDGEECHO_BASE_IMAGE, or on an image made from the host node when that base is absent.
-Images already present are kept unless --force is given.
+Images already present are kept unless --force is given. With --runtime local (or auto without an engine) it
+bundles the emulators into $EDGEECHO_DATA_DIR/local/emulators instead, which the local runtime runs.
 `;
 
 /** argv is what follows `images build` (a leading "build" is accepted too, for `images` dispatched alone). */
