@@ -16,12 +16,15 @@ import { createRuntime } from './runtime/create-runtime.js';
 import { SessionBus } from './sessions/events.js';
 import { SessionLifecycle } from './sessions/lifecycle.js';
 import { Reaper } from './sessions/reaper.js';
+import { scopeToInstance } from './sessions/instance.js';
 import { reconcile } from './sessions/reconcile.js';
 import { openSessionStore, SESSION_DB_FILE } from './sessions/sqlite-store.js';
 import { ObjectAges, Sweep } from './sessions/sweep.js';
 
 export interface Ops {
   registry: OpRegistry;
+  /** The instance id this daemon labels its objects with (absent when it drives no runtime). */
+  instance?: string;
   close(): Promise<void>;
 }
 
@@ -37,12 +40,15 @@ export async function createOps(config: Config, log: Logger): Promise<Ops> {
     const images = await runtime.prepare({});
     log.info({ built: images.built, present: images.present, base: images.base }, 'emulator images ready');
   }
-  const { driver } = runtime;
 
   mkdirSync(config.dataDir, { recursive: true, mode: 0o750 });
   const store = openSessionStore(join(config.dataDir, SESSION_DB_FILE));
   const closers: Array<() => Promise<void> | void> = [() => store.close()];
   try {
+    const instance = store.instanceId();
+    log.info({ instance, dataDir: config.dataDir }, 'instance');
+    // Everything below sees only this instance's objects: another daemon on the same engine is never judged.
+    const driver = await scopeToInstance({ driver: runtime.driver, store, instance, log });
     const bus = new SessionBus();
     const tracker = new ResourceTracker({ driver, dataDir: config.dataDir, cron: config.resourcesCron, log: log.child({ component: 'resources' }) });
     await tracker.start();
@@ -76,8 +82,8 @@ export async function createOps(config: Config, log: Logger): Promise<Ops> {
     const registry = new OpRegistry();
     const usage = (session: string) => tracker.latest()?.sessions.find((s) => s.session === session);
     for (const op of sessionOps({ lifecycle, store, config, usage })) registry.register(op);
-    for (const op of resourceOps({ tracker, admission })) registry.register(op);
-    return { registry, close: () => closeAll(closers, log) };
+    for (const op of resourceOps({ tracker, admission, instance })) registry.register(op);
+    return { registry, instance, close: () => closeAll(closers, log) };
   } catch (err) {
     await closeAll(closers, log);
     throw err;

@@ -237,14 +237,14 @@ export function loadConfig(options: LoadOptions = {}): { config: Config; rest: s
   return { config: config as Config, rest };
 }
 
-/** EDGEECHO_OBJECT_LABELS as a label map; io.edgeecho.managed/session/role stay the daemon's own. */
+/** EDGEECHO_OBJECT_LABELS as a label map; io.edgeecho.managed/session/role/instance stay the daemon's own. */
 export function parseObjectLabels(text: string): Record<string, string> {
   const labels: Record<string, string> = {};
   for (const part of text.split(',').map((p) => p.trim()).filter(Boolean)) {
     const eq = part.indexOf('=');
     const key = eq > 0 ? part.slice(0, eq).trim() : '';
-    if (!/^[a-z0-9][a-z0-9._-]*$/i.test(key) || /^io\.edgeecho\.(managed|session|role)$/.test(key)) {
-      throw new EdgeechoError('BAD_REQUEST', `EDGEECHO_OBJECT_LABELS: expected key=value pairs with keys other than io.edgeecho.managed/session/role, got "${part}"`);
+    if (!/^[a-z0-9][a-z0-9._-]*$/i.test(key) || /^io\.edgeecho\.(managed|session|role|instance)$/.test(key)) {
+      throw new EdgeechoError('BAD_REQUEST', `EDGEECHO_OBJECT_LABELS: expected key=value pairs with keys other than io.edgeecho.managed/session/role/instance, got "${part}"`);
     }
     labels[key] = part.slice(eq + 1).trim();
   }

@@ -66,6 +66,7 @@ export async function runDaemon(argv: string[], options: RunDaemonOptions = {}):
       registry: ops.registry,
       log,
       listeners: plan.listeners,
+      ...(ops.instance ? { instance: ops.instance } : {}),
       ...(auth ? { authenticate: (token: string | undefined, peer: Peer) => auth.authenticate(token, peer) } : {}),
     });
     const addresses = await daemon.listen();

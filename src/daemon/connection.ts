@@ -45,6 +45,8 @@ export interface ConnectionShared {
   limits: ConnectionLimits;
   registry: OpRegistry;
   version: string;
+  /** The daemon's instance id, answered in hello. */
+  instance?: string;
   /** The greeting, encoded once. */
   greetingBody: Buffer;
   authenticate?: Authenticate;
@@ -184,7 +186,7 @@ export class Connection implements CoreControl {
     this.shared.clock.clearTimer(this.handshakeTimer);
     this.handshakeTimer = null;
     this.log.debug({ client: args.client, protocol }, 'hello');
-    return { server: 'edgeecho', version: this.shared.version, protocol, conn: this.id };
+    return { server: 'edgeecho', version: this.shared.version, protocol, conn: this.id, ...(this.shared.instance ? { instance: this.shared.instance } : {}) };
   }
 
   cancel(target: RequestId): boolean {

@@ -9,7 +9,7 @@
 import { readFile, statfs } from 'node:fs/promises';
 import { cpus, loadavg, totalmem } from 'node:os';
 import type { Logger } from 'pino';
-import type { RuntimeDriver } from '../runtime/driver.js';
+import type { ObjectCount, RuntimeDriver } from '../runtime/driver.js';
 import { cronScheduler, type ScheduledJob, type Scheduler } from '../scheduler.js';
 
 export interface HostReaders {
@@ -43,10 +43,14 @@ export interface HostSnapshot {
 export interface EngineSnapshot {
   name: string;
   reachable: boolean;
-  /** Labelled containers running / present. */
+  /** This instance's labelled containers running / present, and its networks. */
   running: number;
   containers: number;
   networks: number;
+  /** Objects of other instances: host usage like any process, but neither this daemon's sessions nor its reservations. */
+  foreign: ObjectCount;
+  /** Objects of no instance (edgeecho before instances) that no record here claims: left alone. */
+  unlabelled: ObjectCount;
   error?: string;
 }
 
@@ -189,7 +193,8 @@ export class ResourceTracker {
     try {
       managed = await driver.listManaged();
     } catch (err) {
-      return { engine: { name: driver.name, reachable: false, running: 0, containers: 0, networks: 0, error: (err as Error).message }, sessions: [] };
+      const none = { containers: 0, running: 0, networks: 0 };
+      return { engine: { name: driver.name, reachable: false, running: 0, containers: 0, networks: 0, foreign: none, unlabelled: { ...none }, error: (err as Error).message }, sessions: [] };
     }
     const running = managed.containers.filter((c) => c.running);
     const bySession = new Map<string, SessionUsage>();
@@ -213,7 +218,15 @@ export class ResourceTracker {
       bySession.set(s.session, s);
     }
     return {
-      engine: { name: driver.name, reachable: true, running: running.length, containers: managed.containers.length, networks: managed.networks.length },
+      engine: {
+        name: driver.name,
+        reachable: true,
+        running: running.length,
+        containers: managed.containers.length,
+        networks: managed.networks.length,
+        foreign: managed.outside?.foreign ?? { containers: 0, running: 0, networks: 0 },
+        unlabelled: managed.outside?.unlabelled ?? { containers: 0, running: 0, networks: 0 },
+      },
       sessions: [...bySession.values()].sort((a, b) => a.session.localeCompare(b.session)),
     };
   }

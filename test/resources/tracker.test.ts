@@ -90,7 +90,8 @@ test('session usage is summed over running containers; exited and vanished conta
   );
   const tracker = new ResourceTracker({ driver, dataDir: '/data', cron: '* * * * * *', log: silentLogger, readers: fakeReaders() });
   const snap = await tracker.sample();
-  assert.equal(snap.engine, { name: 'fake', reachable: true, running: 4, containers: 5, networks: 1 });
+  const none = { containers: 0, running: 0, networks: 0 };
+  assert.equal(snap.engine, { name: 'fake', reachable: true, running: 4, containers: 5, networks: 1, foreign: none, unlabelled: none });
   assert.equal(snap.sessions, [
     { session: 'a', containers: 2, cpuPercent: 30.75, memoryBytes: 150, memoryLimitBytes: 1500 },
     { session: 'b', containers: 1, cpuPercent: 1, memoryBytes: 7, memoryLimitBytes: 70 },

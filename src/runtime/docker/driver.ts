@@ -7,6 +7,7 @@ import type { Logger } from 'pino';
 import { EdgeechoError } from '../../../protocol/errors.js';
 import { silentLogger } from '../../log.js';
 import {
+  LABEL_INSTANCE,
   LABEL_MANAGED,
   LABEL_ROLE,
   LABEL_SESSION,
@@ -14,6 +15,7 @@ import {
   type ContainerSpec,
   type ContainerState,
   type ContainerUsage,
+  type ManagedNetwork,
   type ManagedObjects,
   type NetworkRef,
   type NetworkSpec,
@@ -323,6 +325,7 @@ export class DockerDriver implements RuntimeDriver {
       };
       if (c.Labels[LABEL_ROLE]) state.role = c.Labels[LABEL_ROLE] as Role;
       if (c.Labels[LABEL_SESSION]) state.session = c.Labels[LABEL_SESSION];
+      if (c.Labels[LABEL_INSTANCE]) state.instance = c.Labels[LABEL_INSTANCE];
       const port = c.Ports.find((p) => p.PublicPort);
       if (port) state.published = { host: port.IP || '0.0.0.0', port: port.PublicPort };
       return state;
@@ -340,9 +343,11 @@ export class DockerDriver implements RuntimeDriver {
     return {
       containers,
       networks: networks.map((n) => {
-        const network: ManagedObjects['networks'][number] = { id: n.Id, name: n.Name, created: n.Created };
+        const network: ManagedNetwork = { id: n.Id, name: n.Name, created: n.Created };
         const session = n.Labels?.[LABEL_SESSION];
         if (session) network.session = session;
+        const instance = n.Labels?.[LABEL_INSTANCE];
+        if (instance) network.instance = instance;
         return network;
       }),
     };
