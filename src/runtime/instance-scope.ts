@@ -75,11 +75,6 @@ export class InstanceScope implements RuntimeDriver {
     return this.inner.name;
   }
 
-  /** The runtime's full listing, every instance's objects included (start-up adoption reads it). */
-  listAll(): Promise<ManagedObjects> {
-    return this.inner.listManaged();
-  }
-
   async listManaged(): Promise<ManagedObjects> {
     return partition(await this.inner.listManaged(), this.scope);
   }

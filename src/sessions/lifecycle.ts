@@ -209,8 +209,8 @@ export class SessionLifecycle implements Finisher {
    * At shutdown live sessions keep running for the next start to adopt (like Docker's live restore), unless
    * EDGEECHO_STOP_SESSIONS_ON_SHUTDOWN asks to stop them. Waits for every finish under way. Returns those stopped.
    */
-  async shutdown(stopSessions: boolean, owns: (session: string) => boolean = () => true): Promise<string[]> {
-    const live = stopSessions ? this.deps.store.list({ states: ['ready', 'stopping'] }).filter((r) => owns(r.id)) : [];
+  async shutdown(stopSessions: boolean): Promise<string[]> {
+    const live = stopSessions ? this.deps.store.list({ states: ['ready', 'stopping'] }) : [];
     await Promise.allSettled(live.map((r) => this.finish(r.id, { cause: 'stop', reason: 'daemon shutdown (EDGEECHO_STOP_SESSIONS_ON_SHUTDOWN)' })));
     await this.idle();
     if (stopSessions) this.deps.log.info({ stopped: live.length }, 'stopped live sessions on shutdown');
