@@ -63,13 +63,22 @@ export interface EventFrame {
 
 export type ServerFrame = Greeting | StatusFrame | ResultFrame | ErrorFrame | EventFrame;
 
-/** Ids are unsigned integers or non-empty strings of at most 128 characters. */
+/** Ids are unsigned integers or non-empty strings of at most 128 characters (Unicode code points, not UTF-16 units). */
 export const MAX_ID_CHARS = 128;
+
+/** True when the string has 1..max code points; stops counting past max, so a huge string costs no more than max steps. */
+function codePointsWithin(s: string, max: number): boolean {
+  if (s.length === 0) return false;
+  if (s.length <= max) return true;
+  let n = 0;
+  for (const _ of s) if (++n > max) return false;
+  return true;
+}
 
 export function isRequestId(value: unknown): value is RequestId {
   return (
     (typeof value === 'number' && Number.isSafeInteger(value) && value >= 0) ||
-    (typeof value === 'string' && value.length > 0 && value.length <= MAX_ID_CHARS)
+    (typeof value === 'string' && codePointsWithin(value, MAX_ID_CHARS))
   );
 }
 

@@ -105,7 +105,10 @@ export class SessionLifecycle implements Finisher {
     let settle = (): void => {};
     const entry: CreateInFlight = { abort: new AbortController(), outcome: null, settled: new Promise((resolve) => (settle = resolve)) };
     this.creating.set(id, entry);
+    // The step a cancel (client, stop, TTL) interrupted: its error names it like a failure of the step itself does.
+    let interrupted: string | null = null;
     const onStatus = (status: StepStatus): void => {
+      if (status.state === 'failed' && interrupted === null && !status.step.startsWith('rollback:')) interrupted = status.step;
       options.status({ session: id, ...status });
       this.deps.bus.publish({ id, state: 'creating', status: { ...status } });
     };
@@ -132,7 +135,7 @@ export class SessionLifecycle implements Finisher {
       // Rolled back by the workflow; what is recorded is the canceller's outcome (stop, TTL) or the workflow's error.
       const failure = EdgeechoError.from(err);
       const outcome = entry.outcome ?? { state: 'failed', reason: failure.message };
-      const error = outcome.error ? EdgeechoError.fromWire(outcome.error) : failure;
+      const error = naming(outcome.error ? EdgeechoError.fromWire(outcome.error) : failure, interrupted ?? 'session');
       log.warn({ err: error.message, code: error.code }, 'session create rolled back');
       this.publish(store.transition(id, outcome.state, outcome.reason, { error: error.toWire() }));
       // Closes the `session` step opened above, so every step a client saw start also ends.
@@ -242,4 +245,10 @@ export class SessionLifecycle implements Finisher {
   private publish(record: SessionRecord): void {
     this.deps.bus.publish({ id: record.id, state: record.state, record });
   }
+}
+
+/** Every session.create error names a step in details.step (SPEC 12.6); a cancel names the step it interrupted. */
+function naming(error: EdgeechoError, step: string): EdgeechoError {
+  if (typeof error.details?.step === 'string') return error;
+  return new EdgeechoError(error.code, error.message, { ...error.details, step }, { cause: error });
 }

@@ -78,7 +78,9 @@ test('a create ended from elsewhere (TTL) is cancelled and rolled back; its rese
   const final = await t.lifecycle.finish(id, { cause: 'expired', ttlS: 5, state: 'creating' });
   open();
   assert.is(final.state, 'failed');
-  assert.is(((await creating) as EdgeechoError).code, 'TIMEOUT');
+  const err = (await creating) as EdgeechoError;
+  assert.is(err.code, 'TIMEOUT');
+  assert.is(err.details?.step, 'ready probe', 'the error names the step the cancel interrupted');
   assert.not.ok(t.admission.has(id));
   assert.equal([t.runtime.containers.size, t.runtime.networks.size], [0, 0]);
   assert.equal(frames.at(-1), { ...frames.at(-1), step: 'session', state: 'failed' });
