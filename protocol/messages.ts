@@ -8,16 +8,17 @@ export const SUPPORTED_PROTOCOLS: readonly number[] = [1];
 export type RequestId = number | string;
 
 /**
- * The version two sides speak: the highest one both list, or null when they share none. The client passes the
- * greeting's `protocols` (or its single `protocol`); the daemon passes the one version hello asked for.
+ * The version two sides speak: the highest one both list, or null when they share none. `theirs` is what the other
+ * side offers: a greeting (its `protocols`, or its single `protocol` from a daemon that sends no list) or a list
+ * (the daemon passes the one version hello asked for).
  */
-export function chooseProtocol(theirs: readonly number[], ours: readonly number[] = SUPPORTED_PROTOCOLS): number | null {
-  const common = ours.filter((v) => theirs.includes(v));
+export function chooseProtocol(theirs: readonly number[] | { protocol: number; protocols?: readonly number[] }, ours: readonly number[] = SUPPORTED_PROTOCOLS): number | null {
+  const offered = Array.isArray(theirs) ? theirs : offeredProtocols(theirs as { protocol: number; protocols?: readonly number[] });
+  const common = ours.filter((v) => offered.includes(v));
   return common.length ? Math.max(...common) : null;
 }
 
-/** What a greeting offers: its `protocols` list, or its one `protocol` from a daemon that sends no list. */
-export function offeredProtocols(greeting: { protocol: number; protocols?: readonly number[] }): readonly number[] {
+function offeredProtocols(greeting: { protocol: number; protocols?: readonly number[] }): readonly number[] {
   return Array.isArray(greeting.protocols) ? greeting.protocols : [greeting.protocol];
 }
 

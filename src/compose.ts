@@ -1,7 +1,7 @@
 /**
  * The composition root: builds everything behind the daemon's op registry from the config, in start-up order
  * (runtime, emulators, records, resources, admission, session lifecycle, reconcile, reaper, sweep), and closes it
- * in reverse. Nothing imports this file but the CLI's daemon command.
+ * in reverse. Nothing imports this file but the CLI's daemon command (and tests of it).
  */
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';

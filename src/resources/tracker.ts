@@ -167,7 +167,7 @@ export class ResourceTracker {
     const managed = await this.options.driver.listManaged();
     const usage = (await this.usageBySession(managed.containers.filter((c) => c.session === session && c.running))).get(session);
     // An end seen meanwhile wins over this reading.
-    if ((this.newer.get(session)?.at ?? -Infinity) <= at) this.note(session, at, usage ?? null);
+    if ((this.newer.get(session)?.at ?? -Infinity) < at) this.note(session, at, usage ?? null);
     return usage;
   }
 
