@@ -36,8 +36,12 @@ if (docker) {
     await waitFor('the watch to report the ready session', async () => (frames.some((f) => f.session_state === 'ready') ? true : undefined), 10_000, 20);
 
     // Usage is there as soon as resources {fresh} answers (a sample begun after the ask), not a scheduled tick later.
-    await client!.request('resources', { fresh: true }, { timeoutMs: 30_000 });
-    const running = await client!.request<SessionView & { usage?: { containers: number; memory_bytes: number } }>('session.get', { id });
+    // (The engine can answer an empty stats reading on a loaded host: that container is then left out, so ask a few times.)
+    let running: SessionView & { usage?: { containers: number; memory_bytes: number } } = await client!.request('session.get', { id });
+    for (let i = 0; i < 5 && !(running.usage && running.usage.containers >= 2); i++) {
+      await client!.request('resources', { fresh: true }, { timeoutMs: 30_000 });
+      running = await client!.request('session.get', { id });
+    }
     assert.ok(running.usage && running.usage.containers >= 2 && running.usage.memory_bytes > 0, `usage of a running session: ${JSON.stringify(running.usage)}`);
 
     const stopped = await client!.request<SessionView>('session.stop', { id }, { timeoutMs: 60_000 });
