@@ -17,11 +17,14 @@ import { removeLabelled, runLabel, TEST_LABEL, waitFor } from '../support/daemon
 import { run, runOk, type CommandResult } from './command.js';
 import { readmeSystemdSteps } from './readme-steps.js';
 import { stagedCheckout } from './staged-checkout.js';
-import { systemdImage } from './systemd-image.js';
+import { imageUnavailable, systemdImage } from './systemd-image.js';
+import { dockerOrSkip, REQUIRE_DOCKER } from '../support/docker.js';
 
 export const ENV_FILE = '/etc/edgeecho/edgeecho.env';
 export const DEFAULT_BOOT_TIMEOUT_MS = 60_000;
 const DOCKER_SOCKET = process.env.EDGEECHO_DOCKER_SOCKET ?? '/var/run/docker.sock';
+const ROLES = ['probe', 'stream', 'segmentation'] as const;
+const emulatorImage = (label: string, role: string): string => `edgeecho-test/${role}:${label}`;
 
 export interface JournalEntry {
   pid: number;
@@ -58,6 +61,17 @@ export interface BoxOptions {
   env?: Record<string, string>;
 }
 
+/** The engine when boxes can run here; null (skipped, loudly) without an engine or a way to get the image, unless CI. */
+export async function dockerForBoxesOrSkip(suite: string): Promise<Docker | null> {
+  const docker = await dockerOrSkip(suite);
+  if (!docker) return null;
+  const reason = await imageUnavailable();
+  if (!reason) return docker;
+  if (REQUIRE_DOCKER) throw new Error(`EDGEECHO_REQUIRE_DOCKER=1 but ${suite} cannot run: ${reason}`);
+  console.warn(`\n!!! SKIPPED ${suite}: ${reason} (set EDGEECHO_REQUIRE_DOCKER=1 to fail instead) !!!\n`);
+  return null;
+}
+
 export async function startSystemdBox(docker: Docker, options: BoxOptions): Promise<SystemdBox> {
   const [image, stage] = await Promise.all([systemdImage(), stagedCheckout()]);
   const steps = readmeSystemdSteps();
@@ -73,6 +87,7 @@ export async function startSystemdBox(docker: Docker, options: BoxOptions): Prom
       if (ids.length) execFileSync('docker', ['rm', '-f', ...ids], { stdio: 'ignore' });
       const nets = execFileSync('docker', ['network', 'ls', '-q', '--filter', `label=${TEST_LABEL}=${label}`], { encoding: 'utf8' }).split('\n').filter(Boolean);
       if (nets.length) execFileSync('docker', ['network', 'rm', ...nets], { stdio: 'ignore' });
+      execFileSync('docker', ['rmi', ...ROLES.map((role) => emulatorImage(label, role))], { stdio: 'ignore' });
     } catch {
       // Best effort at exit; .ci/run's leak check reports what is left.
     }
@@ -121,6 +136,7 @@ export async function startSystemdBox(docker: Docker, options: BoxOptions): Prom
       await exec('systemctl stop edgeecho.socket edgeecho.service', 45_000).catch(() => undefined);
       await run('docker', ['rm', '-f', name]).catch(() => undefined);
       await removeLabelled(docker, label);
+      for (const role of ROLES) await docker.getImage(emulatorImage(label, role)).remove().catch(() => undefined);
       process.off('exit', exitHook);
     },
   };
@@ -151,6 +167,9 @@ export async function startSystemdBox(docker: Docker, options: BoxOptions): Prom
       // The engine is shared: never sweep another daemon's or test's objects as orphans.
       EDGEECHO_ORPHAN_GRACE_S: '86400',
       EDGEECHO_PLAIN_GRACE_MS: '1000',
+      // Emulator images of its own, so the daemon builds them at its first start under the unit's UMask and
+      // sandbox, as on a fresh install, instead of finding the ones other tests built.
+      ...Object.fromEntries(ROLES.map((role) => [`EDGEECHO_IMAGE_${role.toUpperCase()}`, emulatorImage(label, role)])),
       ...options.env,
     });
   } catch (err) {

@@ -13,7 +13,8 @@ import { run, runOk } from './command.js';
 export const IMAGE_REPO = 'edgeecho-test/systemd';
 export const IMAGE_LABEL = 'io.edgeecho.test-image';
 const SUITE = 'bookworm';
-const DEBOOTSTRAP_ARGS = ['--variant=minbase', '--include=systemd,systemd-sysv,dbus'];
+// openssl: edgeecho.env.example creates the token file with `openssl rand`.
+const DEBOOTSTRAP_ARGS = ['--variant=minbase', '--include=systemd,systemd-sysv,dbus,openssl'];
 /** Bump when the recipe changes in a way the hash cannot see. */
 const RECIPE_VERSION = 1;
 export const DEFAULT_DEBOOTSTRAP_TIMEOUT_MS = 300_000;
@@ -28,11 +29,23 @@ export function systemdImage(): Promise<string> {
   return building;
 }
 
+/** Why the image can be neither found nor built here, or null when it can be had. */
+export async function imageUnavailable(): Promise<string | null> {
+  const tag = await imageTag();
+  if (await imagePresent(tag)) return null;
+  if (!DEBOOTSTRAP) return `${tag} is not on this engine and debootstrap is not installed to build it (apt-get install debootstrap; .ci/run does)`;
+  if (process.getuid?.() !== 0) return `${tag} is not on this engine and building it needs root (debootstrap)`;
+  return null;
+}
+
+const imageTag = async (): Promise<string> => `${IMAGE_REPO}:${await recipeHash()}`;
+const imagePresent = async (tag: string): Promise<boolean> => (await run('docker', ['image', 'inspect', '--format', '{{.Id}}', tag])).code === 0;
+
 async function ensureImage(): Promise<string> {
-  const tag = `${IMAGE_REPO}:${await recipeHash()}`;
-  if ((await run('docker', ['image', 'inspect', '--format', '{{.Id}}', tag])).code === 0) return tag;
-  if (!DEBOOTSTRAP) throw new Error(`${tag} is not on this engine and debootstrap is not installed to build it (apt-get install debootstrap; .ci/run does)`);
-  if (process.getuid?.() !== 0) throw new Error(`${tag} is not on this engine and building it needs root (debootstrap)`);
+  const tag = await imageTag();
+  if (await imagePresent(tag)) return tag;
+  const unavailable = await imageUnavailable();
+  if (unavailable || !DEBOOTSTRAP) throw new Error(unavailable ?? 'debootstrap is not installed');
   const work = mkdtempSync(join(tmpdir(), 'edgeecho-systemd-rootfs-'));
   const rootfs = join(work, 'rootfs');
   try {
@@ -50,7 +63,14 @@ async function ensureImage(): Promise<string> {
   }
 }
 
-async function recipeHash(): Promise<string> {
+let hashing: Promise<string> | null = null;
+
+function recipeHash(): Promise<string> {
+  hashing ??= hashRecipe();
+  return hashing;
+}
+
+async function hashRecipe(): Promise<string> {
   const hash = createHash('sha256').update(JSON.stringify({ RECIPE_VERSION, SUITE, DEBOOTSTRAP_ARGS }));
   // The node binary goes into the image: a node upgrade must make a new image.
   for await (const chunk of createReadStream(process.execPath)) hash.update(chunk as Buffer);
