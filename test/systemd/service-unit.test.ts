@@ -9,10 +9,10 @@ import * as assert from 'uvu/assert';
 import { waitFor } from '../support/daemon-process.js';
 import { createSession, getSession, TCP, UNIX, watchSession } from './box-sessions.js';
 import { readmeSystemdSteps } from './readme-steps.js';
-import { dockerForBoxesOrSkip, startSystemdBox, type SystemdBox } from './systemd-box.js';
+import { boxPerFile, dockerForBoxesOrSkip } from './systemd-box.js';
+import { linesOf, listeningLine, mainPid, runningAgain, SERVICE as UNIT, systemdLines } from './unit-state.js';
 
 const docker = await dockerForBoxesOrSkip('systemd/service-unit');
-const UNIT = 'edgeecho.service';
 /** The unit's TimeoutStopSec: a graceful stop must end well within it. */
 const TIMEOUT_STOP_MS = 30_000;
 /** A drop-in shortens the unit's 30 s watchdog so the test waits seconds, not half a minute. */
@@ -20,33 +20,9 @@ const TEST_WATCHDOG_S = 4;
 /** Segmented sessions of about 8 s: long enough to outlive a restart. */
 const LONG_SESSION = ['--segmented', '--count', '24000', '--rate', '3000'];
 
-let boxPromise: Promise<SystemdBox> | null = null;
-const box = (): Promise<SystemdBox> => (boxPromise ??= startSystemdBox(docker!, { area: 'service', env: { EDGEECHO_TEST_HOOKS: '1' } }));
-
-const mainPid = async (b: SystemdBox): Promise<number> => Number((await b.show(UNIT, ['MainPID'])).MainPID);
-
-/** Waits until the unit runs a main process other than `old`; returns the new PID and how long it took. */
-async function restartedAfter(b: SystemdBox, old: number, since: number, timeoutMs = 30_000): Promise<{ pid: number; ms: number }> {
-  const pid = await waitFor(`${UNIT} running again with a main PID other than ${old}`, async () => {
-    const s = await b.show(UNIT, ['MainPID', 'ActiveState', 'SubState']);
-    const p = Number(s.MainPID);
-    return s.ActiveState === 'active' && s.SubState === 'running' && p !== 0 && p !== old ? p : undefined;
-  }, timeoutMs, 100);
-  return { pid, ms: Date.now() - since };
-}
-
-const linesOf = async (b: SystemdBox, pid: number) => (await b.journal(UNIT)).filter((e) => e.pid === pid).map((e) => e.line);
-const systemdLines = async (b: SystemdBox) => (await b.journal(UNIT)).filter((e) => e.pid === 1).map((e) => e.line.msg ?? '');
 
 if (docker) {
-  // Tests restart the unit more often than StartLimitBurst allows in StartLimitIntervalSec; each starts afresh.
-  test.before.each(async () => {
-    if (boxPromise) await (await boxPromise).sh(`systemctl reset-failed ${UNIT}`);
-  });
-
-  test.after(async () => {
-    if (boxPromise) await (await boxPromise.catch(() => null))?.remove();
-  });
+  const box = boxPerFile(test, docker, { area: 'service', env: { EDGEECHO_TEST_HOOKS: '1' } });
 
   test('README install, enable --now: active only after READY=1, with the status text, JSON in journald, as edgeecho with docker, hardened', async () => {
     const b = await box();
@@ -56,11 +32,7 @@ if (docker) {
     assert.match(status, 'Active: active (running)');
     assert.match(status, 'Status: "listening on 127.0.0.1:7411, /run/edgeecho/edgeecho.sock"');
     // systemd entered "active" only after the daemon had listened, i.e. on READY=1, not when the process started.
-    const lines = await waitFor('the "listening" line in journald', async () => {
-      const l = await linesOf(b, pid);
-      return l.some((x) => x.msg === 'listening') ? l : undefined;
-    }, 10_000);
-    const listening = lines.find((l) => l.msg === 'listening')!;
+    const listening = await listeningLine(b, pid);
     assert.is(typeof listening.level, 'number', 'journald holds the daemon\'s pino JSON lines');
     const times = await b.sh(`systemctl show --timestamp=us+utc -p ExecMainStartTimestamp -p ActiveEnterTimestamp ${UNIT}`);
     const at = (key: string): number => Date.parse(new RegExp(`${key}=\\w+ (\\S+ \\S+) UTC`).exec(times)![1]!.replace(' ', 'T') + 'Z');
@@ -101,7 +73,7 @@ if (docker) {
 
     await b.sh(`kill -USR2 ${healthy}`);
     const blockedAt = Date.now();
-    const { ms } = await restartedAfter(b, healthy, blockedAt);
+    const { ms } = await runningAgain(b, healthy, blockedAt);
     // At most WatchdogSec until the kill, RestartSec (2 s), then the daemon's start.
     assert.ok(ms < (TEST_WATCHDOG_S + 2) * 1000 + 8_000, `restarted after ${ms} ms`);
     assert.ok((await linesOf(b, healthy)).some((l) => /SIGUSR2 \(test hook\)/.test(l.msg ?? '')));
@@ -114,7 +86,7 @@ if (docker) {
     const ids = await Promise.all([createSession(b, UNIX, LONG_SESSION), createSession(b, TCP, LONG_SESSION)]);
     const old = await mainPid(b);
     await b.sh(`kill -9 ${old}`);
-    const { pid, ms } = await restartedAfter(b, old, Date.now());
+    const { pid, ms } = await runningAgain(b, old, Date.now());
     assert.ok(ms >= 1_500 && ms < 12_000, `restarted after ${ms} ms (RestartSec=2s)`);
     assert.is((await b.exec(`test -e /proc/${old}`)).code, 1, 'the killed daemon is gone');
     const reconciled = await waitFor('the new daemon\'s reconcile line', async () => (await linesOf(b, pid)).find((l) => l.msg === 'reconciled sessions with the runtime'), 10_000);

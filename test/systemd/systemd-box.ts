@@ -13,6 +13,7 @@
 import { execFileSync } from 'node:child_process';
 import { statSync } from 'node:fs';
 import type Docker from 'dockerode';
+import type { Test } from 'uvu';
 import { removeLabelled, runLabel, TEST_LABEL, waitFor } from '../support/daemon-process.js';
 import { run, runOk, type CommandResult } from './command.js';
 import { readmeSystemdSteps } from './readme-steps.js';
@@ -177,4 +178,19 @@ export async function startSystemdBox(docker: Docker, options: BoxOptions): Prom
     throw err;
   }
   return box;
+}
+
+/**
+ * One box for a test file, started by the first test that asks and removed after the last. Before each test the
+ * service's start counter is reset: the tests restart it more often than StartLimitBurst allows in a minute.
+ */
+export function boxPerFile(suite: Test, docker: Docker, options: BoxOptions): () => Promise<SystemdBox> {
+  let promise: Promise<SystemdBox> | null = null;
+  suite.before.each(async () => {
+    if (promise) await (await promise).sh('systemctl reset-failed edgeecho.service');
+  });
+  suite.after(async () => {
+    if (promise) await (await promise.catch(() => null))?.remove();
+  });
+  return () => (promise ??= startSystemdBox(docker, options));
 }
