@@ -6,7 +6,7 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { waitFor } from '../support/daemon-process.js';
+import { noneLeft, waitFor } from '../support/daemon-process.js';
 import { createSession, getSession, TCP, UNIX, watchSession } from './box-sessions.js';
 import { readmeSystemdSteps } from './readme-steps.js';
 import { boxPerFile, dockerForBoxesOrSkip } from './systemd-box.js';
@@ -19,7 +19,6 @@ const TIMEOUT_STOP_MS = 30_000;
 const TEST_WATCHDOG_S = 4;
 /** Segmented sessions of about 8 s: long enough to outlive a restart. */
 const LONG_SESSION = ['--segmented', '--count', '24000', '--rate', '3000'];
-
 
 if (docker) {
   const box = boxPerFile(test, docker, { area: 'service', env: { EDGEECHO_TEST_HOOKS: '1' } });
@@ -60,6 +59,7 @@ if (docker) {
     const finals = await Promise.all([watchSession(b, UNIX, overUnix), watchSession(b, TCP, overTcp)]);
     assert.equal(finals.map((s) => s.state), ['completed', 'completed']);
     assert.ok(finals.every((s) => s.containers.every((c) => c.exit_code === 0)), JSON.stringify(finals));
+    await waitFor('no container or network of the two sessions left', noneLeft(docker, b.label, [overUnix, overTcp]), 15_000);
   });
 
   test(`watchdog: pings keep a healthy daemon alive past WatchdogSec; a blocked event loop is killed and restarted`, async () => {
@@ -94,6 +94,7 @@ if (docker) {
     for (const id of ids) assert.is((await getSession(b, UNIX, id)).state, 'ready');
     const finals = await Promise.all(ids.map((id) => watchSession(b, UNIX, id)));
     assert.equal(finals.map((s) => s.state), ['completed', 'completed']);
+    await waitFor('no container or network of the adopted sessions left', noneLeft(docker, b.label, ids), 15_000);
     // Only the new daemon (and what it spawned) lives in the service's cgroup.
     const procs = (await b.sh(`cg=$(systemctl show -p ControlGroup --value ${UNIT}); cat /sys/fs/cgroup/systemd$cg/cgroup.procs 2>/dev/null || cat /sys/fs/cgroup$cg/cgroup.procs`)).trim().split('\n').map(Number);
     assert.ok(procs.includes(pid) && !procs.includes(old), `cgroup holds ${procs}`);

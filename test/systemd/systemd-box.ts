@@ -118,11 +118,12 @@ export async function startSystemdBox(docker: Docker, options: BoxOptions): Prom
       return out.split('\n').filter(Boolean).map((text) => {
         const entry = JSON.parse(text) as { _PID?: string; MESSAGE?: string | number[] };
         const message = Array.isArray(entry.MESSAGE) ? Buffer.from(entry.MESSAGE).toString('utf8') : (entry.MESSAGE ?? '');
-        let line: JournalEntry['line'];
+        let line: JournalEntry['line'] = { msg: message };
         try {
-          line = JSON.parse(message) as JournalEntry['line'];
+          const parsed: unknown = JSON.parse(message);
+          if (parsed && typeof parsed === 'object') line = parsed as JournalEntry['line'];
         } catch {
-          line = { msg: message };
+          // Not one of the daemon's JSON lines: systemd's own, or stderr text.
         }
         return { pid: Number(entry._PID ?? 0), line };
       });
