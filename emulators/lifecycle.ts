@@ -12,6 +12,8 @@ export const EXIT_INCOMPLETE = 1;
 export const EXIT_CONFIG = 2;
 export const EXIT_IDLE_TIMEOUT = 3;
 export const EXIT_TERMINATED = 143;
+/** A data window shorter than this gives no rate (one batch written in microseconds is not a throughput). */
+export const MIN_RATE_WINDOW_MS = 1;
 
 export type Role = 'probe' | 'stream' | 'segmentation';
 
@@ -91,14 +93,18 @@ export class EmulatorRun {
     if (this.finished) return;
     this.finished = true;
     clearTimeout(this.watchdog);
-    const durationMs = this.firstAt ? Math.max(this.lastAt - this.firstAt, 0.001) : 0;
+    // A run cut off (SIGTERM, a failure) was moving data until now: its window ends here, not at the last mark
+    // (the probe marks only the start and end of sending, so a stop mid-run read as a 0 ms window at a huge rate).
+    const end = error && this.firstAt ? performance.now() : this.lastAt;
+    const durationMs = this.firstAt ? end - this.firstAt : 0;
     const c = this.counters;
     const stats: Record<string, unknown> = {
       event: 'stats',
       role: this.role,
       ...c,
       duration_ms: Math.round(durationMs * 1000) / 1000,
-      rate: durationMs ? Math.round((c.frames / durationMs) * 1000) : 0,
+      // Frames per second only over a window long enough to mean something; null otherwise (never a made-up figure).
+      rate: durationMs >= MIN_RATE_WINDOW_MS ? Math.round((c.frames / durationMs) * 1000) : c.frames === 0 ? 0 : null,
       ...this.extras,
     };
     if (error) stats.error = error;

@@ -1,7 +1,7 @@
 /**
  * The composition root: builds everything behind the daemon's op registry from the config, in start-up order
  * (runtime, emulators, records, resources, admission, session lifecycle, reconcile, reaper, sweep), and closes it
- * in reverse. Nothing imports this file but the CLI's daemon command.
+ * in reverse. Nothing imports this file but the CLI's daemon command (and tests of it).
  */
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -19,6 +19,7 @@ import { Reaper } from './sessions/reaper.js';
 import { scopeToInstance } from './sessions/instance.js';
 import { reconcile } from './sessions/reconcile.js';
 import { openSessionStore, SESSION_DB_FILE } from './sessions/sqlite-store.js';
+import { TERMINAL_STATES } from './sessions/types.js';
 import { ObjectAges, Sweep } from './sessions/sweep.js';
 
 export interface Ops {
@@ -58,6 +59,14 @@ export async function createOps(config: Config, log: Logger): Promise<Ops> {
     const labels = parseObjectLabels(config.objectLabels);
     const lifecycle = new SessionLifecycle({ driver, store, bus, admission, config, log: sessionLog, labels });
     const ages = new ObjectAges();
+    // A session's usage is sampled as it turns ready and dropped as it ends, not left to the next scheduled sample.
+    closers.unshift(
+      bus.subscribe(null, (update) => {
+        if (!update.record) return;
+        if (update.state === 'ready') tracker.sampleSession(update.id).catch((err: Error) => sessionLog.debug({ session: update.id, err: err.message }, 'usage at ready not sampled'));
+        else if (TERMINAL_STATES.includes(update.state)) tracker.forget(update.id);
+      }),
+    );
 
     await reconcile({ driver, store, lifecycle, settings: config, log: sessionLog, ages });
     const reaper = new Reaper({ driver, store, finisher: lifecycle, log: sessionLog, bus });

@@ -324,7 +324,7 @@ export class Connection implements CoreControl {
   private dispatch(request: Request): void {
     const { id, op } = request;
     if (this.inflight.has(id)) {
-      this.sendError(id, new EdgeechoError('CONFLICT', `request id ${JSON.stringify(id)} is already in flight on this connection; ids must be unique among requests in flight`, { id }));
+      this.sendError(id, new EdgeechoError('CONFLICT', `request id ${JSON.stringify(id)} is already in flight on this connection; ids must be unique among requests in flight`, { id, duplicate: true }));
       return;
     }
     if (this.shared.shuttingDown && op !== 'cancel') {

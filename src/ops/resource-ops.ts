@@ -9,7 +9,7 @@ import type { Admission, AdmissionState } from '../resources/admission.js';
 import type { EngineSnapshot, HostSnapshot, ResourceSnapshot, ResourceTracker, SessionUsage } from '../resources/tracker.js';
 
 export interface ResourceOpsDeps {
-  tracker: Pick<ResourceTracker, 'latest' | 'sample'>;
+  tracker: Pick<ResourceTracker, 'latest' | 'sample' | 'sampleFresh'>;
   admission?: Pick<Admission, 'state'>;
   /** This daemon's instance id: the engine counts are split by it. */
   instance?: string;
@@ -110,7 +110,7 @@ export function resourceOps(deps: ResourceOpsDeps): OpDefinition[] {
     summary: 'host CPU, memory, load and disk, engine objects, per-session usage and admission reservations',
     args: { fresh: { type: 'boolean' } },
     async handler(args): Promise<ResourcesResult> {
-      const snapshot = args.fresh || !deps.tracker.latest() ? await deps.tracker.sample() : deps.tracker.latest()!;
+      const snapshot = args.fresh ? await deps.tracker.sampleFresh() : (deps.tracker.latest() ?? (await deps.tracker.sample()));
       return resourcesWire(snapshot, deps.admission?.state(), deps.instance);
     },
   };

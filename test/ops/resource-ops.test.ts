@@ -17,7 +17,8 @@ const snap = (at: number): ResourceSnapshot => ({
 
 const ctx = { id: 1, signal: new AbortController().signal, log: silentLogger, conn: { id: 'c', peer: 'p' }, status() {}, event() {} };
 
-function resourcesOp(tracker: { latest(): ResourceSnapshot | null; sample(): Promise<ResourceSnapshot> }, admission?: { state(): AdmissionState }, instance?: string) {
+function resourcesOp(fake: { latest(): ResourceSnapshot | null; sample(): Promise<ResourceSnapshot> }, admission?: { state(): AdmissionState }, instance?: string) {
+  const tracker = { sampleFresh: () => fake.sample(), ...fake };
   const registry = new OpRegistry();
   for (const op of resourceOps({ tracker, ...(admission ? { admission } : {}), ...(instance ? { instance } : {}) })) registry.register(op);
   const op = registry.get('resources')!;
@@ -35,7 +36,7 @@ test('resources answers the latest snapshot with admission state, sampling only 
   assert.equal(first.admission, { sessions: 1, max_sessions: 2, reserved_memory_bytes: 3, capacity_memory_bytes: 4, reserved_cpus: 1, capacity_cpus: 8 });
   assert.is((await call()).at, 1);
   assert.is((await call({ fresh: true })).at, 2);
-  assert.throws(() => validateArgs(resourceOps({ tracker })[0]!.args, { fresh: 'yes' }), /args.fresh: expected boolean/);
+  assert.throws(() => validateArgs(resourceOps({ tracker: { ...tracker, sampleFresh: tracker.sample } })[0]!.args, { fresh: 'yes' }), /args.fresh: expected boolean/);
 });
 
 test('the answer is snake_case, exactly the "resources result" vector of protocol/vectors/frames.json', async () => {

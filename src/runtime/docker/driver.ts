@@ -399,6 +399,9 @@ export class DockerDriver implements RuntimeDriver {
     } catch (err) {
       throw mapDockerError(err, `stats of container ${id}`);
     }
+    // The engine answers an empty reading when it could not collect one (a container starting or stopping, a loaded
+    // host): no memory limit at all is never real for our containers, so it is reported as unavailable, not as zeros.
+    if (!s.memory_stats?.limit) throw new EdgeechoError('RUNTIME_UNAVAILABLE', `stats of container ${id}: the engine returned an empty reading`, { container: id });
     return usageFromStats(s);
   }
 }
