@@ -13,7 +13,7 @@ import { LABEL_INSTANCE, LABEL_MANAGED, LABEL_ROLE, LABEL_SESSION } from '../../
 import { RESTARTED_DURING_CREATE } from '../../src/sessions/outcome.js';
 import { INSTANCE_ID_PATTERN } from '../../src/sessions/session-id.js';
 import { dockerOrSkip } from '../support/docker.js';
-import { cleanupDaemons, labelledObjects, runLabel, startDaemonProcess, tempDataDir, TEST_LABEL, waitFor, type DaemonProcess, type SessionView } from '../../support/daemon-process.js';
+import { cleanupDaemons, noneLeft, runLabel, startDaemonProcess, tempDataDir, TEST_LABEL, waitFor, type DaemonProcess, type SessionView } from '../../support/daemon-process.js';
 
 const LABEL = runLabel('daemon-instances');
 const docker = await dockerOrSkip('integration/daemon-instances');
@@ -69,20 +69,21 @@ if (docker) {
         const completed = await Promise.all(created.slice(0, 2).map((c) => client.request<SessionView>('session.watch', { id: c.id }, { timeoutMs: 60_000 })));
         return { completed, stopped };
       };
-      const during = (async () => {
-        // While both run: each sees the other's objects as foreign, none as its own.
-        return waitFor(
-          'each daemon to count the other\'s running containers as foreign',
-          async () => {
-            const [ra, rb] = await Promise.all([ca.request<any>('resources', { fresh: true }), cb.request<any>('resources', { fresh: true })]);
-            return ra.engine.foreign.running > 0 && rb.engine.foreign.running > 0 ? { ra, rb } : undefined;
-          },
-          20_000,
-          100,
-        );
-      })();
+      // While both run: each sees the other's objects as foreign, none as its own. Settled as a value, so a
+      // timeout while the sessions still run is reported below rather than as an unhandled rejection.
+      const during = waitFor(
+        'each daemon to count the other\'s running containers as foreign',
+        async () => {
+          const [ra, rb] = await Promise.all([ca.request<any>('resources', { fresh: true }), cb.request<any>('resources', { fresh: true })]);
+          return ra.engine.foreign.running > 0 && rb.engine.foreign.running > 0 ? { ra, rb } : undefined;
+        },
+        20_000,
+        100,
+      ).then((value) => ({ value, error: null }), (error: Error) => ({ value: null, error }));
       const [ra, rb] = await Promise.all([run(ca), run(cb)]);
-      const seen = await during;
+      const overlap = await during;
+      if (overlap.error) throw overlap.error;
+      const seen = overlap.value!;
       assert.is(seen.ra.instance, ia);
       assert.ok(seen.ra.engine.unlabelled.containers >= 1 && seen.ra.engine.unlabelled.networks >= 1, `the old object counts as unlabelled: ${JSON.stringify(seen.ra.engine)}`);
       for (const s of seen.ra.sessions) assert.ok(!rb.completed.some((x) => x.id === s.session), 'a\'s usage lists none of b\'s sessions');
@@ -129,7 +130,7 @@ if (docker) {
       if (record.state === 'failed') assert.is(record.transitions.at(-1)?.reason, RESTARTED_DURING_CREATE);
       else assert.ok(['ready', 'completed'].includes(record.state), `expected the cut-off create rolled back or adopted whole, got ${record.state}`);
       if (record.state === 'failed') {
-        await waitFor('the cut-off create\'s objects removed', async () => ((await labelledObjects(docker, LABEL, [cut])).containers.length + (await labelledObjects(docker, LABEL, [cut])).networks.length === 0 ? true : undefined), 15_000);
+        await waitFor('the cut-off create\'s objects removed', noneLeft(docker, LABEL, [cut]), 15_000);
       }
       const final = await cb.request<SessionView>('session.watch', { id: long.id }, { timeoutMs: 60_000 });
       assert.is(final.state, 'completed', `b's session must run on through a's kill and restart: ${JSON.stringify(final.error)}`);
