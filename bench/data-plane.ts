@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { encodeFrame, unpackValue } from '../protocol/codec.js';
-import { crc32Update, DataFrameEncoder, readDataFrame, type DataFrame } from '../emulators/data-frame.js';
+import { crc32Update, DataFrameEncoder, readDataFrame, type DataFrame } from '../protocol/data-frame.js';
 import { FrameScanner } from '../emulators/frame-scanner.js';
 import { bundleEmulators } from '../src/runtime/docker/images.js';
 

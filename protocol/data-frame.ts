@@ -8,7 +8,7 @@
  * unsigned 32-bit integer.
  */
 import { crc32 as zlibCrc32 } from 'node:zlib';
-import { FRAME_HEADER_BYTES, unpackValue } from '../protocol/codec.js';
+import { FRAME_HEADER_BYTES, unpackValue } from './codec.js';
 
 const PREFIX = Buffer.from([0x84, 0xa4, 0x74, 0x79, 0x70, 0x65, 0xa4, 0x64, 0x61, 0x74, 0x61]); // map4 "type" "data"
 const KEY_SEQ = Buffer.from([0xa3, 0x73, 0x65, 0x71]);
