@@ -57,6 +57,7 @@ export interface ConsumeSummary {
   checksum: number;
   checksum_ok: boolean | null;
   complete: boolean;
+  /** From the first byte received to the end (or the failure). */
   duration_ms: number;
 }
 
@@ -104,6 +105,8 @@ export class StreamConsumer implements AsyncIterable<StreamFrame> {
   private expected = 0;
   private startedAt = 0;
   private iterated = false;
+  /** True once the connection to the location was made. */
+  connected = false;
 
   constructor(location: StreamLocation | string, options: ConsumeOptions = {}) {
     this.location = parseLocation(location);
@@ -160,6 +163,7 @@ export class StreamConsumer implements AsyncIterable<StreamFrame> {
       };
       socket.once('error', fail);
       socket.once('connect', () => {
+        this.connected = true;
         clearTimeout(timer);
         socket.off('error', fail);
         resolve();
@@ -174,7 +178,6 @@ export class StreamConsumer implements AsyncIterable<StreamFrame> {
       if (signal.aborted) onAbort();
       else signal.addEventListener('abort', onAbort, { once: true });
     }
-    this.startedAt = performance.now();
     const splitter = new FrameSplitter(this.options.maxFrame ?? DEFAULT_STREAM_MAX_FRAME_BYTES);
     const parsed: DataFrame = { seq: 0, ts: 0, body: Buffer.alloc(0), payloadStart: 0, payloadEnd: 0 };
     const onBody = (body: Buffer): void => {
@@ -195,6 +198,7 @@ export class StreamConsumer implements AsyncIterable<StreamFrame> {
       // other frame types are ignored (DATA.md: receivers ignore what they do not know)
     };
     socket.on('data', (chunk: Buffer) => {
+      if (this.startedAt === 0) this.startedAt = performance.now();
       try {
         splitter.forEachFrame(chunk, onBody);
       } catch (err) {
