@@ -38,6 +38,8 @@ interface Consumer {
   late: boolean;
   /** The end frame and the stream's FIN are queued on this connection. */
   ended: boolean;
+  /** Until the event-loop turn that queued them is over (see the consumer's 'end' handler). */
+  endingTurn: boolean;
   acked: boolean;
   outcome: Outcome | null;
   /** For the stall check: when it last made progress, and what it held and how often it drained then. */
@@ -152,6 +154,8 @@ async function main(): Promise<void> {
   /** The end frame is queued: half-close toward the consumer, so a reader of EOF knows the stream is over. */
   const endConsumer = (k: Consumer): void => {
     k.ended = true;
+    k.endingTurn = true;
+    setImmediate(() => (k.endingTurn = false));
     k.socket.end();
   };
 
@@ -207,7 +211,7 @@ async function main(): Promise<void> {
       else socket.end();
       return;
     }
-    const k: Consumer = { id: nextConsumerId++, socket, late: c.frames > 0, ended: false, acked: false, outcome: null, progressAt: Date.now(), lastUnsent: 0, drains: 0, lastDrains: 0 };
+    const k: Consumer = { id: nextConsumerId++, socket, late: c.frames > 0, ended: false, endingTurn: false, acked: false, outcome: null, progressAt: Date.now(), lastUnsent: 0, drains: 0, lastDrains: 0 };
     consumers.add(k);
     tally.consumers++;
     if (k.late) tally.late++;
@@ -238,10 +242,12 @@ async function main(): Promise<void> {
       if (paused) updatePause();
     });
     // The consumer's FIN. After the end frame and our FIN were handed to the kernel it is the consumer's
-    // "done" (a reader of EOF closing); before that the consumer left early (DATA.md section 5).
+    // "done" (a reader of EOF closing); before that the consumer left early (DATA.md section 5). A FIN seen in
+    // the same event-loop turn that queued the end frame was already waiting when it was written: it cannot be
+    // an answer to it. (One that arrived during that turn's work still can pass: DATA.md names that race.)
     socket.on('end', () => {
       run.touch();
-      if (k.ended && socket.writableLength === 0) settle(k, 'completed', 'closed after the end frame');
+      if (k.ended && !k.endingTurn && socket.writableLength === 0) settle(k, 'completed', 'closed after the end frame');
       else settle(k, 'left', k.ended ? 'closed before the end frame was sent' : 'closed before the end of the stream');
     });
     socket.on('close', () => settle(k, 'left', 'connection reset or lost'));
