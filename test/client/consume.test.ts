@@ -2,6 +2,7 @@
  * consume(): an async iterator of a stream's data frames that checks continuity, count and CRC-32, against a
  * scripted stream server on loopback; every kind of loss ends the iteration with DATA_LOSS after the intact frames.
  */
+import { readFileSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -178,6 +179,22 @@ test('nobody listening: CONNECTION_CLOSED naming the location', async () => {
   assert.is(error?.code, 'CONNECTION_CLOSED');
   assert.match(error!.message, /cannot connect to the stream at 127\.0\.0\.1:1: ECONNREFUSED/);
 });
+
+const vectors = JSON.parse(readFileSync(new URL('../../protocol/vectors/data.json', import.meta.url), 'utf8')) as {
+  streams: Array<{ name: string; hex: string; expect: { complete: boolean; error?: string } }>;
+};
+for (const v of vectors.streams) {
+  test(`vector stream: ${v.name} -> ${v.expect.error ?? 'complete'}`, async () => {
+    const s = await scriptedServer({ bytes: Buffer.from(v.hex, 'hex') });
+    try {
+      const { error, consumer } = await collect(s.port);
+      assert.is(error?.code, v.expect.error);
+      assert.is(consumer.summary.complete, v.expect.complete);
+    } finally {
+      await closeAll(s);
+    }
+  });
+}
 
 test('parseLocation: host:port, [v6]:port, objects; bad ones are BAD_REQUEST', () => {
   assert.equal(parseLocation('10.1.2.3:7100'), { host: '10.1.2.3', port: 7100 });

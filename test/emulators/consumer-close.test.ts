@@ -134,9 +134,10 @@ test(`consumers dropped at random points (seed ${SEED}): a consumer that stays a
       assert.is(p.code, 0, `${what}: ${JSON.stringify(p.stats)}`);
       const st = statsOf(s);
       assert.is((st.completed_consumers as number) + (st.left_consumers as number), 2, `${what}: ${JSON.stringify(st)}`);
-      // the dropper is counted done only if the end frame reached it
-      if (d.end === null) assert.is(st.left_consumers, 1, `${what}: the dropper never had the end frame: ${JSON.stringify(st)}`);
-      else assert.is(st.completed_consumers, 2, `${what}: the dropper had the end frame: ${JSON.stringify(st)}`);
+      // A dropper that had the end frame is always counted done. One that had not may be counted either way: its
+      // FIN can reach the stream after the last bytes were handed to the kernel but before they were delivered
+      // (DATA.md 5.3); only an ack is exact, and the consumer itself knows what it missed.
+      if (d.end !== null) assert.is(st.completed_consumers, 2, `${what}: the dropper had the end frame: ${JSON.stringify(st)}`);
     } finally {
       stopAll();
     }
