@@ -159,8 +159,17 @@ async function main(): Promise<void> {
     k.socket.end();
   };
 
-  const relay = (bytes: Buffer): void => {
-    if (consumers.size === 0) return;
+  /** Bytes at the head of the probe's stream not to relay: the details frame, sent to each consumer on its own. */
+  let skipBytes = 0;
+
+  const relay = (buf: Buffer, start: number, end: number): void => {
+    if (skipBytes > 0) {
+      const n = Math.min(skipBytes, end - start);
+      skipBytes -= n;
+      start += n;
+    }
+    if (consumers.size === 0 || start === end) return;
+    const bytes = start === 0 && end === buf.length ? buf : buf.subarray(start, end);
     let min = Infinity;
     for (const k of consumers) {
       k.socket.write(bytes);
@@ -263,7 +272,6 @@ async function main(): Promise<void> {
   const socket = await connectWithRetry(run, settings.probeHost, settings.probePort, 'the probe');
   run.setPhase('waiting for the probe details');
   const scanner = new FrameScanner(MAX_DATA_FRAME);
-  let skipTo = 0;
 
   const onFrame = (buf: Buffer, start: number, length: number): boolean => {
     const seq = peekSeq(buf, start, length);
@@ -290,7 +298,7 @@ async function main(): Promise<void> {
       details = { ...v };
       delete details.type;
       detailsFrame = encodeFrame(v);
-      skipTo = start + length;
+      skipBytes = FRAME_HEADER_BYTES + length;
       for (const k of consumers) k.socket.write(detailsFrame);
       printReady();
       run.setPhase(settings.mode === 'segmented' ? 'waiting for the segmentation server to connect' : `waiting up to ${settings.graceMs} ms (STREAM_GRACE_MS) for a consumer`);
@@ -330,16 +338,10 @@ async function main(): Promise<void> {
     run.touch();
     if (end) return;
     if (started && c.frames === 0) run.markData();
-    let scanned;
     try {
-      scanned = scanner.push(chunk, onFrame);
+      scanner.push(chunk, onFrame, relay);
     } catch (err) {
       return fail(`probe stream is corrupt: ${(err as Error).message}`);
-    }
-    if (scanned) {
-      const from = skipTo;
-      skipTo = 0;
-      if (scanned.end > from) relay(scanned.buf.subarray(from, scanned.end));
     }
     if (end) {
       endAt = Date.now();
