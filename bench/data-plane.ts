@@ -5,15 +5,15 @@
  * and checksum, no relay). Both rates are frames over the receiver's window from first data frame to end.
  * Runs alternate, medians reported. Last line: one JSON object.
  */
-import { spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer, connect } from 'node:net';
+import { freePort, median, runNode } from './support/processes.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { encodeFrame, unpackValue } from '../protocol/codec.js';
 import { crc32Update, DataFrameEncoder, readDataFrame, type DataFrame } from '../protocol/data-frame.js';
-import { FrameScanner } from '../emulators/frame-scanner.js';
+import { FrameScanner } from '../protocol/frame-scanner.js';
 import { bundleEmulators } from '../src/runtime/docker/images.js';
 
 const COUNT = Number(process.env.BENCH_COUNT ?? 1_000_000);
@@ -25,30 +25,6 @@ interface Sample {
   bytes: number;
   ms: number;
   ok: boolean;
-}
-
-function runNode(args: string[], env: Record<string, string>): Promise<{ code: number | null; lines: Array<Record<string, unknown>>; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, args, { env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, lines: out.trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>), stderr: err });
-    });
-  });
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 async function pipeline(files: Record<string, string>): Promise<Sample> {
@@ -139,8 +115,6 @@ async function rawReceiver(): Promise<void> {
   });
   server.listen(Number(process.env.BENCH_PORT), '127.0.0.1');
 }
-
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 export default async function dataPlane(): Promise<void> {
   const dir = await mkdtemp(join(tmpdir(), 'edgeecho-bench-'));

@@ -5,7 +5,7 @@
  */
 import { encodeFrame, unpackValue } from '../protocol/codec.js';
 import { crc32Update, readDataFrame, type DataFrame } from '../protocol/data-frame.js';
-import { FrameScanner } from './frame-scanner.js';
+import { FrameScanner } from '../protocol/frame-scanner.js';
 import { connectWithRetry, EmulatorRun, EXIT_CONFIG, EXIT_INCOMPLETE, EXIT_OK, log } from './lifecycle.js';
 import { MAX_PAYLOAD_BYTES, segmentationSettings, SettingError, type SegmentationSettings } from './settings.js';
 

@@ -16,7 +16,7 @@
 import { createServer, type Socket } from 'node:net';
 import { encodeFrame, FrameDecoder, FRAME_HEADER_BYTES, unpackValue } from '../protocol/codec.js';
 import { peekSeq } from '../protocol/data-frame.js';
-import { FrameScanner } from './frame-scanner.js';
+import { FrameScanner } from '../protocol/frame-scanner.js';
 import { connectWithRetry, EmulatorRun, EXIT_CONFIG, EXIT_INCOMPLETE, EXIT_OK, log } from './lifecycle.js';
 import { MAX_PAYLOAD_BYTES, SettingError, streamSettings, type StreamSettings } from './settings.js';
 
@@ -338,10 +338,15 @@ async function main(): Promise<void> {
     run.touch();
     if (end) return;
     if (started && c.frames === 0) run.markData();
+    // One write per read: a frame split across reads is relayed as its own small buffer before the run that
+    // follows it, and two writes would be two segments (no Nagle) and two wakeups of every consumer.
+    for (const k of consumers) k.socket.cork();
     try {
       scanner.push(chunk, onFrame, relay);
     } catch (err) {
       return fail(`probe stream is corrupt: ${(err as Error).message}`);
+    } finally {
+      for (const k of consumers) k.socket.uncork();
     }
     if (end) {
       endAt = Date.now();

@@ -9,9 +9,10 @@
  * Frames are parsed in place: a payload is a view into the received chunk (valid for as long as it is kept).
  */
 import { connect as netConnect, type Socket } from 'node:net';
-import { encodeFrame, FrameSplitter, unpackValue } from '../../protocol/codec.js';
+import { encodeFrame, unpackValue } from '../../protocol/codec.js';
 import { crc32Update, readDataFrame, type DataFrame } from '../../protocol/data-frame.js';
 import { EdgeechoError } from '../../protocol/errors.js';
+import { FrameScanner } from '../../protocol/frame-scanner.js';
 import { DEFAULT_CONNECT_TIMEOUT_MS } from './transport.js';
 
 /** Largest frame a stream may carry: the emulators' payload limit (16 MiB) plus the map around it. */
@@ -114,33 +115,48 @@ export class StreamConsumer implements AsyncIterable<StreamFrame> {
   }
 
   [Symbol.asyncIterator](): AsyncIterator<StreamFrame> {
+    return this.iterator<StreamFrame>(false);
+  }
+
+  /** The same frames, as many at a time as have arrived: one promise per read instead of one per frame. */
+  batches(): AsyncIterable<StreamFrame[]> {
+    return { [Symbol.asyncIterator]: () => this.iterator<StreamFrame[]>(true) };
+  }
+
+  private iterator<T extends StreamFrame | StreamFrame[]>(batched: boolean): AsyncIterator<T> {
     if (this.iterated) throw new EdgeechoError('CONFLICT', 'a StreamConsumer is iterated once; call consume() again for another connection');
     this.iterated = true;
     const opened = this.open();
     let ready = false;
     return {
-      next: async (): Promise<IteratorResult<StreamFrame>> => {
+      next: async (): Promise<IteratorResult<T>> => {
         if (!ready) {
           await opened;
           ready = true;
         }
         for (;;) {
           if (this.head < this.queue.length) {
-            const frame = this.queue[this.head]!;
-            this.queue[this.head++] = undefined as never;
+            let value: StreamFrame | StreamFrame[];
+            if (batched) {
+              value = this.head === 0 ? this.queue : this.queue.slice(this.head);
+              this.head = this.queue.length;
+            } else {
+              value = this.queue[this.head]!;
+              this.queue[this.head++] = undefined as never;
+            }
             if (this.head === this.queue.length) {
               this.queue = [];
               this.head = 0;
               if (!this.done) this.socket?.resume();
             }
-            return { value: frame, done: false };
+            return { value: value as T, done: false };
           }
           if (this.failure) throw this.failure;
           if (this.done) return { value: undefined, done: true };
           await new Promise<void>((resolve) => (this.waiter = resolve));
         }
       },
-      return: async (): Promise<IteratorResult<StreamFrame>> => {
+      return: async (): Promise<IteratorResult<T>> => {
         // The reader stopped early (break): leave; the stream server counts this consumer as left.
         this.finish(null);
         this.socket?.destroy();
@@ -178,17 +194,21 @@ export class StreamConsumer implements AsyncIterable<StreamFrame> {
       if (signal.aborted) onAbort();
       else signal.addEventListener('abort', onAbort, { once: true });
     }
-    const splitter = new FrameSplitter(this.options.maxFrame ?? DEFAULT_STREAM_MAX_FRAME_BYTES);
+    const scanner = new FrameScanner(this.options.maxFrame ?? DEFAULT_STREAM_MAX_FRAME_BYTES);
     const parsed: DataFrame = { seq: 0, ts: 0, body: Buffer.alloc(0), payloadStart: 0, payloadEnd: 0 };
-    const onBody = (body: Buffer): void => {
-      if (this.done) return;
-      this.summary.bytes += 4 + body.length;
-      if (readDataFrame(body, 0, body.length, parsed)) return this.onData(parsed);
+    // Frames are read where they lie in the chunk: no copy, no view per frame but the payload handed out.
+    const onFrame = (buf: Buffer, start: number, length: number): boolean => {
+      this.summary.bytes += 4 + length;
+      if (readDataFrame(buf, start, length, parsed)) {
+        this.onData(parsed);
+        return !this.done;
+      }
       let value: unknown;
       try {
-        value = unpackValue(body);
+        value = unpackValue(buf.subarray(start, start + length));
       } catch (err) {
-        return this.finish(new EdgeechoError('BAD_FRAME', `the stream at ${host}:${port} sent a frame that is not msgpack: ${(err as Error).message}`));
+        this.finish(new EdgeechoError('BAD_FRAME', `the stream at ${host}:${port} sent a frame that is not msgpack: ${(err as Error).message}`));
+        return false;
       }
       const v = value as Record<string, unknown> | null;
       if (v?.type === 'details' && this.summary.details === null) {
@@ -196,13 +216,15 @@ export class StreamConsumer implements AsyncIterable<StreamFrame> {
         this.summary.details = details;
       } else if (v?.type === 'end') this.onEnd(v);
       // other frame types are ignored (DATA.md: receivers ignore what they do not know)
+      return !this.done;
     };
     socket.on('data', (chunk: Buffer) => {
       if (this.startedAt === 0) this.startedAt = performance.now();
+      if (this.done) return;
       try {
-        splitter.forEachFrame(chunk, onBody);
+        scanner.push(chunk, onFrame);
       } catch (err) {
-        this.finish(EdgeechoError.from(err));
+        this.finish(new EdgeechoError('BAD_FRAME', `the stream at ${host}:${port} cannot be framed any more: ${(err as Error).message}`));
         socket.destroy();
         return;
       }

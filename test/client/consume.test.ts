@@ -91,6 +91,21 @@ test('a whole stream: every frame in order, summary complete, ack sent then the 
   }
 });
 
+test('batches(): the same frames, several per step', async () => {
+  const s = await scriptedServer({ bytes: stream([0, 1, 2, 3, 4]) });
+  try {
+    const consumer = consume({ host: '127.0.0.1', port: s.port });
+    const seqs: number[][] = [];
+    for await (const batch of consumer.batches()) seqs.push(batch.map((f) => f.seq));
+    assert.equal(seqs.flat(), [0, 1, 2, 3, 4]);
+    assert.ok(seqs.length < 5, 'frames of one read come as one batch');
+    assert.ok(consumer.summary.complete);
+    assert.throws(() => consumer.batches()[Symbol.asyncIterator](), /iterated once/);
+  } finally {
+    await closeAll(s);
+  }
+});
+
 test('a gap: the frames before it are yielded, then DATA_LOSS naming the missing seq', async () => {
   const s = await scriptedServer({ bytes: stream([0, 1, 3, 4]) });
   try {

@@ -4,7 +4,7 @@
  * handed on as a range of the chunk it arrived in, so a relay copies a few hundred bytes per 64 KiB read instead
  * of the whole read.
  */
-import { FRAME_HEADER_BYTES } from '../protocol/codec.js';
+import { FRAME_HEADER_BYTES } from './codec.js';
 
 export class FrameScanError extends Error {}
 
