@@ -5,7 +5,7 @@
  */
 import type { Writable } from 'node:stream';
 import { EdgeechoError } from '../../protocol/errors.js';
-import { connect, consume, parseLocation, type StreamConsumer, type StreamLocation } from '../client/index.js';
+import { connect, consume, parseLocation, type StreamConsumer, type StreamFrame, type StreamLocation } from '../client/index.js';
 import { CONNECTION_FLAGS, connectionOptions, formatFlags, parseFlags, UsageError, type CliIo, type FlagSpec } from './args.js';
 import { toJsonValue } from './frame-json.js';
 
@@ -53,29 +53,49 @@ async function sessionLocation(id: string, values: Parameters<typeof connectionO
 
 /**
  * Buffers output and applies stdout's backpressure to the reading loop, which awaits `flush` only once a batch is
- * full (an await per frame cost the --raw path a third of its rate).
+ * full (an await per frame cost the --raw path a third of its rate). Payloads are copied straight into a slab.
  */
 class Output {
-  private parts: Array<Buffer | string> = [];
-  private size = 0;
+  private slab = Buffer.allocUnsafe(OUTPUT_BATCH_BYTES);
+  private used = 0;
+  private text: string[] = [];
+  private textBytes = 0;
 
   constructor(private readonly out: Writable) {}
 
-  push(part: Buffer | string): void {
-    this.parts.push(part);
-    this.size += part.length;
+  get full(): boolean {
+    return this.used >= this.slab.length || this.textBytes >= OUTPUT_BATCH_BYTES;
   }
 
-  get full(): boolean {
-    return this.size >= OUTPUT_BATCH_BYTES;
+  line(text: string): void {
+    this.text.push(text);
+    this.textBytes += text.length;
+  }
+
+  /** Copies the payload in; false when the slab has no room for it (flush, then call again). */
+  payload(frame: StreamFrame): boolean {
+    const length = frame.payloadLength;
+    if (this.used + length > this.slab.length) {
+      if (this.used > 0) return false;
+      this.slab = Buffer.allocUnsafe(length);
+    }
+    this.used += frame.copyPayload(this.slab, this.used);
+    return true;
   }
 
   async flush(): Promise<void> {
-    if (this.parts.length === 0) return;
-    const chunk = typeof this.parts[0] === 'string' ? this.parts.join('') : Buffer.concat(this.parts as Buffer[], this.size);
-    this.parts = [];
-    this.size = 0;
-    if (!this.out.write(chunk)) await new Promise<void>((resolve) => this.out.once('drain', () => resolve()));
+    let chunk: Buffer | string | null = null;
+    if (this.used > 0) {
+      // the written slab is handed to the stream as is; the next payloads go to a new one
+      chunk = this.slab.subarray(0, this.used);
+      this.slab = Buffer.allocUnsafe(Math.max(OUTPUT_BATCH_BYTES, this.slab.length));
+      this.used = 0;
+    } else if (this.text.length) {
+      chunk = this.text.join('');
+      this.text = [];
+      this.textBytes = 0;
+    }
+    if (chunk !== null && !this.out.write(chunk)) await new Promise<void>((resolve) => this.out.once('drain', () => resolve()));
   }
 }
 
@@ -120,15 +140,20 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
   const showDetails = (): void => {
     if (detailsShown || raw || !consumer.summary.details) return;
     detailsShown = true;
-    out.push(JSON.stringify(toJsonValue({ type: 'details', ...consumer.summary.details })) + '\n');
+    out.line(JSON.stringify(toJsonValue({ type: 'details', ...consumer.summary.details })) + '\n');
   };
   let error: unknown = null;
   try {
     for await (const batch of consumer.batches()) {
-      if (!raw) showDetails();
-      for (const f of batch) {
-        if (raw) out.push(f.payload);
-        else out.push(`{"type":"data","seq":${f.seq},"ts":${f.ts},"payload":{"$bin":"${f.payload.toString('base64')}"}}\n`);
+      if (raw) {
+        for (const f of batch) {
+          if (out.payload(f)) continue;
+          await out.flush();
+          out.payload(f);
+        }
+      } else {
+        showDetails();
+        for (const f of batch) out.line(`{"type":"data","seq":${f.seq},"ts":${f.ts},"payload":{"$bin":"${f.payload.toString('base64')}"}}\n`);
       }
       if (out.full) await out.flush();
     }
@@ -139,7 +164,7 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
   }
   showDetails();
   const end = consumer.summary.end;
-  if (!raw && end) out.push(JSON.stringify({ type: 'end', ...end }) + '\n');
+  if (!raw && end) out.line(JSON.stringify({ type: 'end', ...end }) + '\n');
   await out.flush();
   if (consumer.connected) io.stderr.write(summaryLine(consumer) + '\n');
   if (error) return fail(error);

@@ -25,11 +25,31 @@ export interface StreamLocation {
   port: number;
 }
 
-export interface StreamFrame {
-  seq: number;
-  /** Sender's clock, ms since the epoch. */
-  ts: number;
-  payload: Buffer;
+/** One data frame. The payload is a view into the received chunk, made on first access. */
+export class StreamFrame {
+  private view: Buffer | null = null;
+
+  constructor(
+    readonly seq: number,
+    /** Sender's clock, ms since the epoch. */
+    readonly ts: number,
+    private readonly body: Buffer,
+    private readonly start: number,
+    private readonly end: number,
+  ) {}
+
+  get payload(): Buffer {
+    return (this.view ??= this.body.subarray(this.start, this.end));
+  }
+
+  get payloadLength(): number {
+    return this.end - this.start;
+  }
+
+  /** Copies the payload into target at offset without making a view (the CLI's --raw path); returns the bytes. */
+  copyPayload(target: Buffer, offset: number): number {
+    return this.body.copy(target, offset, this.start, this.end);
+  }
 }
 
 export interface ConsumeOptions {
@@ -260,7 +280,7 @@ export class StreamConsumer implements AsyncIterable<StreamFrame> {
     s.frames++;
     s.payload_bytes += f.payloadEnd - f.payloadStart;
     s.checksum = crc32Update(s.checksum, f.body, f.payloadStart, f.payloadEnd);
-    this.queue.push({ seq: f.seq, ts: f.ts, payload: f.body.subarray(f.payloadStart, f.payloadEnd) });
+    this.queue.push(new StreamFrame(f.seq, f.ts, f.body, f.payloadStart, f.payloadEnd));
   }
 
   private onEnd(v: Record<string, unknown>): void {

@@ -16,8 +16,8 @@
 export { connect, Client, chooseProtocol, targetOf, DEFAULT_KEEPALIVE_MS, DEFAULT_CLIENT_MAX_FRAME_BYTES, DEFAULT_CLIENT_NAME } from './client.js';
 export type { ConnectOptions, RequestOptions, Timers } from './client.js';
 export { Call } from './call.js';
-export { consume, parseLocation, StreamConsumer, DEFAULT_STREAM_MAX_FRAME_BYTES } from './consume.js';
-export type { ConsumeOptions, ConsumeSummary, StreamFrame, StreamLocation } from './consume.js';
+export { consume, parseLocation, StreamConsumer, StreamFrame, DEFAULT_STREAM_MAX_FRAME_BYTES } from './consume.js';
+export type { ConsumeOptions, ConsumeSummary, StreamLocation } from './consume.js';
 export { createNetSocket, describeTarget, DEFAULT_CONNECT_TIMEOUT_MS } from './transport.js';
 export { createTlsSocketFactory } from './tls.js';
 export type { ClientTlsOptions } from './tls.js';
