@@ -17,37 +17,11 @@ import { createServer, type Socket } from 'node:net';
 import { encodeFrame, FrameDecoder, FRAME_HEADER_BYTES, unpackValue } from '../protocol/codec.js';
 import { peekSeq } from '../protocol/data-frame.js';
 import { FrameScanner } from '../protocol/frame-scanner.js';
+import { ReadSlab } from '../protocol/read-slab.js';
 import { connectWithRetry, EmulatorRun, EXIT_CONFIG, EXIT_INCOMPLETE, EXIT_OK, log } from './lifecycle.js';
 import { MAX_PAYLOAD_BYTES, SettingError, streamSettings, type StreamSettings } from './settings.js';
 
 const PAUSE_BYTES = 1024 * 1024;
-/** Reads from the probe go into fresh regions of a slab, up to READ_MAX_BYTES each (see ReadSlab). */
-const READ_SLAB_BYTES = 4 * 1024 * 1024;
-const READ_MAX_BYTES = 1024 * 1024;
-
-/**
- * Hands the probe socket fresh memory for every read (Node's onread), so what was read can be relayed in place
- * while the next read goes elsewhere, and one read may take all the kernel holds (up to 1 MiB) instead of
- * Node's 64 KiB: on two cores the relay then wakes several times less often and leaves the CPU to its peers.
- */
-class ReadSlab {
-  private slab = Buffer.allocUnsafe(READ_SLAB_BYTES);
-  private offset = 0;
-
-  next(): Buffer {
-    if (READ_SLAB_BYTES - this.offset < READ_MAX_BYTES / 4) {
-      this.slab = Buffer.allocUnsafe(READ_SLAB_BYTES);
-      this.offset = 0;
-    }
-    return this.slab.subarray(this.offset, Math.min(this.offset + READ_MAX_BYTES, READ_SLAB_BYTES));
-  }
-
-  /** The last region handed out got n bytes: they are the caller's now. */
-  taken(region: Buffer, n: number): Buffer {
-    this.offset += n;
-    return region.subarray(0, n);
-  }
-}
 /** Largest data frame: payload plus the map around it. */
 const MAX_DATA_FRAME = MAX_PAYLOAD_BYTES + 1024;
 
@@ -303,7 +277,7 @@ async function main(): Promise<void> {
     onread: {
       buffer: () => reads.next(),
       callback: (n: number, region: Uint8Array) => {
-        onProbeData(reads.taken(region as Buffer, n));
+        onProbeData(reads.taken(region, n));
         return true;
       },
     },
