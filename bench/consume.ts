@@ -1,8 +1,9 @@
 /**
  * Consume throughput: COUNT frames (64-byte payload) of a plain session's stream read at its location by
- * `edgeecho consume --raw` (the CLI as shipped, stdout to /dev/null), by the client library's consume(), and by
+ * `edgeecho consume --raw` (the CLI as shipped, stdout to /dev/null), by the client library's consume() (frame by
+ * frame, and a read's worth at a time with .batches()), and by
  * `edgeecho consume` writing JSON lines, each beside a raw socket read of the same stream (bytes to EOF, nothing
- * parsed). Probe and stream run as local processes from the emulator bundles, a fresh pair per reading; each
+ * parsed). `npm run bench -- consume [runs]`. Probe and stream run as local processes from the emulator bundles, a fresh pair per reading; each
  * consumer is its own process and times itself from its first byte to the end. Runs rotate the order; medians.
  * Last line: one JSON object.
  */
@@ -17,11 +18,12 @@ import { freePort, median, startNode } from './support/processes.js';
 
 const COUNT = Number(process.env.BENCH_COUNT ?? 1_000_000);
 const PAYLOAD = Number(process.env.BENCH_PAYLOAD_BYTES ?? 64);
-const RUNS = Number(process.env.BENCH_RUNS ?? 5);
+const DEFAULT_RUNS = 5;
 const TARGET = 0.8;
 
-type Kind = 'raw socket' | 'library consume()' | 'CLI consume --raw' | 'CLI consume (JSON lines)';
-const KINDS: Kind[] = ['raw socket', 'library consume()', 'CLI consume --raw', 'CLI consume (JSON lines)'];
+type Kind = 'raw socket' | 'library consume()' | 'library .batches()' | 'CLI consume --raw' | 'CLI consume (JSON lines)';
+const KINDS: Kind[] = ['raw socket', 'library consume()', 'library .batches()', 'CLI consume --raw', 'CLI consume (JSON lines)'];
+const CHILD_ROLE: Partial<Record<Kind, string>> = { 'raw socket': 'raw', 'library consume()': 'library', 'library .batches()': 'batches' };
 
 interface Sample {
   bytes: number;
@@ -43,8 +45,9 @@ async function startStream(files: Record<string, string>): Promise<{ port: numbe
 async function read(kind: Kind, files: Record<string, string>, cli: string): Promise<Sample> {
   const { port, done } = await startStream(files);
   let sample: Sample;
-  if (kind === 'raw socket' || kind === 'library consume()') {
-    const child = startNode(['--import', 'tsx', fileURLToPath(new URL('./consume-child.ts', import.meta.url)), kind === 'raw socket' ? 'raw' : 'library', String(port)], {});
+  const role = CHILD_ROLE[kind];
+  if (role) {
+    const child = startNode(['--import', 'tsx', fileURLToPath(new URL('./consume-child.ts', import.meta.url)), role, String(port)], {});
     const r = await child.done;
     const line = r.lines.at(-1) ?? {};
     sample = { bytes: Number(line.bytes), ms: Number(line.ms), ok: r.code === 0 && line.ok === true };
@@ -66,7 +69,8 @@ async function read(kind: Kind, files: Record<string, string>, cli: string): Pro
   return sample;
 }
 
-export default async function consumeBench(): Promise<void> {
+export default async function consumeBench(argv: string[] = []): Promise<void> {
+  const RUNS = Number(argv[0] ?? process.env.BENCH_RUNS ?? DEFAULT_RUNS);
   const dir = await mkdtemp(join(tmpdir(), 'edgeecho-bench-consume-'));
   try {
     const { files } = await bundleEmulators(dir);
@@ -104,9 +108,11 @@ export default async function consumeBench(): Promise<void> {
         raw_fps: Math.round(raw),
         raw_mbs: Number(rows[0]!.mbs.toFixed(1)),
         library_fps: Math.round(rows[1]!.fps),
-        cli_raw_fps: Math.round(rows[2]!.fps),
-        cli_json_fps: Math.round(rows[3]!.fps),
+        library_batches_fps: Math.round(rows[2]!.fps),
+        cli_raw_fps: Math.round(rows[3]!.fps),
+        cli_json_fps: Math.round(rows[4]!.fps),
         library_vs_raw: ratio('library consume()'),
+        library_batches_vs_raw: ratio('library .batches()'),
         cli_raw_vs_raw: ratio('CLI consume --raw'),
         cli_json_vs_raw: ratio('CLI consume (JSON lines)'),
         all_ok: rows.every((r) => r.ok),

@@ -149,33 +149,42 @@ export class StreamConsumer implements AsyncIterable<StreamFrame> {
     this.iterated = true;
     const opened = this.open();
     let ready = false;
+    /** A frame (or batch) already here, else null: the synchronous part of next(). */
+    const take = (): IteratorResult<T> | null => {
+      if (this.head >= this.queue.length) return null;
+      let value: StreamFrame | StreamFrame[];
+      if (batched) {
+        value = this.head === 0 ? this.queue : this.queue.slice(this.head);
+        this.head = this.queue.length;
+      } else {
+        value = this.queue[this.head]!;
+        this.queue[this.head++] = undefined as never;
+      }
+      if (this.head === this.queue.length) {
+        this.queue = [];
+        this.head = 0;
+        if (!this.done) this.socket?.resume();
+      }
+      return { value: value as T, done: false };
+    };
+    const wait = async (): Promise<IteratorResult<T>> => {
+      if (!ready) {
+        await opened;
+        ready = true;
+      }
+      for (;;) {
+        const got = take();
+        if (got) return got;
+        if (this.failure) throw this.failure;
+        if (this.done) return { value: undefined, done: true };
+        await new Promise<void>((resolve) => (this.waiter = resolve));
+      }
+    };
     return {
-      next: async (): Promise<IteratorResult<T>> => {
-        if (!ready) {
-          await opened;
-          ready = true;
-        }
-        for (;;) {
-          if (this.head < this.queue.length) {
-            let value: StreamFrame | StreamFrame[];
-            if (batched) {
-              value = this.head === 0 ? this.queue : this.queue.slice(this.head);
-              this.head = this.queue.length;
-            } else {
-              value = this.queue[this.head]!;
-              this.queue[this.head++] = undefined as never;
-            }
-            if (this.head === this.queue.length) {
-              this.queue = [];
-              this.head = 0;
-              if (!this.done) this.socket?.resume();
-            }
-            return { value: value as T, done: false };
-          }
-          if (this.failure) throw this.failure;
-          if (this.done) return { value: undefined, done: true };
-          await new Promise<void>((resolve) => (this.waiter = resolve));
-        }
+      // Most calls find a frame already parsed: answer them without an async function's machinery.
+      next: (): Promise<IteratorResult<T>> => {
+        const got = ready ? take() : null;
+        return got ? Promise.resolve(got) : wait();
       },
       return: async (): Promise<IteratorResult<T>> => {
         // The reader stopped early (break): leave; the stream server counts this consumer as left.
