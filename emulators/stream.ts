@@ -41,6 +41,8 @@ interface Consumer {
   ended: boolean;
   /** Until the event-loop turn that queued them is over (see the consumer's 'end' handler). */
   endingTurn: boolean;
+  /** The consumer sent its FIN before the end frame: it may still read, but can no longer say done by closing. */
+  halfClosed: boolean;
   acked: boolean;
   outcome: Outcome | null;
   /** For the stall check: when it last made progress, and what it held and how often it drained then. */
@@ -221,7 +223,7 @@ async function main(): Promise<void> {
       else socket.end();
       return;
     }
-    const k: Consumer = { id: nextConsumerId++, socket, late: c.frames > 0, ended: false, endingTurn: false, acked: false, outcome: null, progressAt: Date.now(), lastUnsent: 0, drains: 0, lastDrains: 0 };
+    const k: Consumer = { id: nextConsumerId++, socket, late: c.frames > 0, ended: false, endingTurn: false, halfClosed: false, acked: false, outcome: null, progressAt: Date.now(), lastUnsent: 0, drains: 0, lastDrains: 0 };
     consumers.add(k);
     tally.consumers++;
     if (k.late) tally.late++;
@@ -252,15 +254,21 @@ async function main(): Promise<void> {
       if (paused) updatePause();
     });
     // The consumer's FIN. After the end frame and our FIN were handed to the kernel it is the consumer's
-    // "done" (a reader of EOF closing); before that the consumer left early (DATA.md section 5). A FIN seen in
-    // the same event-loop turn that queued the end frame was already waiting when it was written: it cannot be
-    // an answer to it. (One that arrived during that turn's work still can pass: DATA.md names that race.)
+    // "done" (a reader of EOF closing). Before that it is a half-close (ncat or a BSD nc with stdin at EOF, a
+    // client with nothing to say): the consumer may still be reading, so it keeps getting frames; if it has gone,
+    // the next writes fail and it is counted left. A FIN seen in the turn that queued the end frame was already
+    // waiting when it was written, so it is taken as a half-close too (DATA.md 5.3 names the remaining race).
     socket.on('end', () => {
       run.touch();
-      if (k.ended && !k.endingTurn && socket.writableLength === 0) settle(k, 'completed', 'closed after the end frame');
-      else settle(k, 'left', k.ended ? 'closed before the end frame was sent' : 'closed before the end of the stream');
+      if (k.ended && !k.endingTurn && socket.writableLength === 0) return settle(k, 'completed', 'closed after the end frame');
+      k.halfClosed = true;
+      log('stream', 'consumer half-closed; still sending to it', { consumer: k.id, ended: k.ended });
     });
-    socket.on('close', () => settle(k, 'left', 'connection reset or lost'));
+    // A half-closed consumer's socket closes cleanly once our FIN is out, which says nothing about delivery: the
+    // stall check settles it (acked, or unconfirmed after stallMs). Any other close is a reset or a lost peer.
+    socket.on('close', (hadError) => {
+      if (!(k.halfClosed && !hadError)) settle(k, 'left', 'connection reset or lost');
+    });
     maybeStart();
   });
   server.on('error', (err) => run.finish(EXIT_CONFIG, `cannot listen on port ${settings.port} (STREAM_PORT): ${err.message}`));

@@ -58,6 +58,23 @@ test('two consumers: the first from seq 0, a later one from the next frame relay
   }
 });
 
+test('a consumer that half-closes at once (ncat with stdin at EOF) still gets the whole stream', async () => {
+  try {
+    const { probe, stream, port } = await startPlain({ count: 3000, idleMs: 2000 });
+    const quiet = readRaw(port, { dropAfter: 0, how: 'end' });
+    const got = await within(10_000, 'half-closed reader done', quiet.done);
+    assert.ok(got.eof);
+    assert.is(got.end?.count, 3000);
+    const [p, s] = await within(10_000, 'exits', Promise.all([probe.exited, stream.exited]));
+    assert.is(s.code, 0, JSON.stringify(s.stats));
+    assert.is(p.code, 0);
+    // it can no longer say done by closing: let go after half the idle timeout
+    assert.equal([statsOf(s).left_consumers, statsOf(s).unconfirmed_consumers], [0, 1]);
+  } finally {
+    stopAll();
+  }
+});
+
 test('a consumer that disconnects mid-stream is counted left; the run still completes', async () => {
   try {
     const { probe, stream, port } = await startPlain({ count: 4000, rate: 8000 });
@@ -108,6 +125,7 @@ test('after the end frame: a reader that never closes is let go as unconfirmed; 
 });
 
 const SEED = Number(process.env.DATA_PLANE_SEED ?? 20261130);
+/** `destroy`: the consumer goes away (RST if bytes are unread, else FIN); `end`: it half-closes and reads on. */
 const ROUNDS = 8;
 
 test(`consumers dropped at random points (seed ${SEED}): a consumer that stays always gets every frame and the end frame`, async () => {
@@ -121,7 +139,8 @@ test(`consumers dropped at random points (seed ${SEED}): a consumer that stays a
     const how = random() < 0.5 ? 'destroy' : 'end';
     const what = `round ${round} (seed ${SEED}): drop after ${dropAfter} bytes by ${how}`;
     try {
-      const { probe, stream, port } = await startPlain({ count, rate: random() < 0.5 ? 0 : 20_000 });
+      // a short idle timeout: a half-closed dropper is let go (unconfirmed) after half of it
+      const { probe, stream, port } = await startPlain({ count, rate: random() < 0.5 ? 0 : 20_000, idleMs: 2000 });
       const witness = readRaw(port);
       const dropper = readRaw(port, { dropAfter, how });
       const [w, d] = await within(15_000, `readers of ${what}`, Promise.all([witness.done, dropper.done]));
@@ -133,11 +152,17 @@ test(`consumers dropped at random points (seed ${SEED}): a consumer that stays a
       assert.is(s.code, 0, `${what}: ${JSON.stringify(s.stats)}`);
       assert.is(p.code, 0, `${what}: ${JSON.stringify(p.stats)}`);
       const st = statsOf(s);
-      assert.is((st.completed_consumers as number) + (st.left_consumers as number), 2, `${what}: ${JSON.stringify(st)}`);
-      // A dropper that had the end frame is always counted done. One that had not may be counted either way: its
-      // FIN can reach the stream after the last bytes were handed to the kernel but before they were delivered
-      // (DATA.md 5.3); only an ack is exact, and the consumer itself knows what it missed.
-      if (d.end !== null) assert.is(st.completed_consumers, 2, `${what}: the dropper had the end frame: ${JSON.stringify(st)}`);
+      const settled = ['completed_consumers', 'left_consumers', 'unconfirmed_consumers'].reduce((n, k) => n + (st[k] as number), 0);
+      assert.is(settled, 2, `${what}: ${JSON.stringify(st)}`);
+      if (how === 'end') {
+        // a half-close is not a goodbye: the dropper still reads, and gets everything
+        assert.ok(d.eof && d.end?.count === count, `${what}: a half-closed consumer still gets the whole stream`);
+        assert.is(st.left_consumers, 0, `${what}: ${JSON.stringify(st)}`);
+      } else if (d.end !== null) {
+        // a dropper that had the end frame is always counted done; one that had not may be counted either way
+        // (its FIN can cross the last bytes in flight: DATA.md 5.3; only an ack is exact)
+        assert.is(st.completed_consumers, 2, `${what}: the dropper had the end frame: ${JSON.stringify(st)}`);
+      }
     } finally {
       stopAll();
     }

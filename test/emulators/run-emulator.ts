@@ -155,21 +155,26 @@ export interface RawRead {
 
 /**
  * A consumer as plain as `nc HOST PORT > file`: reads bytes, sends nothing. By default it reads to EOF and then
- * closes; `dropAfter` bytes it instead leaves: `destroy` (a crash or kill: RST when bytes are unread) or `end`
- * (a polite close, FIN).
+ * closes; `dropAfter` bytes it instead `destroy`s its socket (a crash or kill: RST when bytes are unread, else FIN)
+ * or `end`s it (a half-close, as ncat does at stdin EOF: it reads on to EOF).
  */
 export function readRaw(port: number, options: { dropAfter?: number; how?: 'destroy' | 'end' } = {}): { socket: Socket; done: Promise<RawRead> } {
   const socket = connect({ host: '127.0.0.1', port });
   const chunks: Buffer[] = [];
   let received = 0;
   let eof = false;
+  let dropped = false;
+  const maybeDrop = (): void => {
+    if (dropped || options.dropAfter === undefined || received < options.dropAfter) return;
+    dropped = true;
+    if (options.how === 'end') socket.end();
+    else socket.destroy();
+  };
+  socket.on('connect', maybeDrop);
   socket.on('data', (chunk: Buffer) => {
     chunks.push(chunk);
     received += chunk.length;
-    if (options.dropAfter !== undefined && received >= options.dropAfter) {
-      if (options.how === 'end') socket.end();
-      else socket.destroy();
-    }
+    maybeDrop();
   });
   socket.on('end', () => (eof = true));
   socket.on('error', () => undefined);
