@@ -4,8 +4,8 @@
  * frame, and a read's worth at a time with .batches()), and by
  * `edgeecho consume` writing JSON lines, each beside a raw socket read of the same stream (bytes to EOF, nothing
  * parsed). `npm run bench -- consume [runs]`. Probe and stream run as local processes from the emulator bundles, a fresh pair per reading; each
- * consumer is its own process and times itself from its first byte to the end. Runs rotate the order; medians.
- * Last line: one JSON object.
+ * consumer is its own process and times itself from its first byte to the end. Runs rotate the order; the best and
+ * the median of each are reported, ratios of the best. Last line: one JSON object.
  */
 import { spawn } from 'node:child_process';
 import { openSync, closeSync } from 'node:fs';
@@ -87,17 +87,22 @@ export default async function consumeBench(argv: string[] = []): Promise<void> {
     }
     const fps = (s: Sample): number => COUNT / (s.ms / 1000);
     const mbs = (s: Sample): number => s.bytes / 1e6 / (s.ms / 1000);
+    // Best of the runs beside the median, as in the data-plane bench: other work on a shared machine only slows.
     const rows = KINDS.map((kind) => {
       const xs = samples.get(kind)!;
-      return { kind, fps: median(xs.map(fps)), mbs: median(xs.map(mbs)), ok: xs.every((s) => s.ok) };
+      return { kind, best: Math.max(...xs.map(fps)), fps: median(xs.map(fps)), mbs: Math.max(...xs.map(mbs)), ok: xs.every((s) => s.ok) };
     });
-    const raw = rows[0]!.fps;
-    console.log(`consume: ${COUNT} frames, ${PAYLOAD}-byte payload, median of ${RUNS} runs, plain stream from local probe and stream processes`);
-    console.log('reader                          frames/s        MB/s   vs raw   all ok');
+    const raw = rows[0]!;
+    console.log(`consume: ${COUNT} frames, ${PAYLOAD}-byte payload, ${RUNS} runs in rotating order, plain stream from local probe and stream processes`);
+    console.log('reader                      best frames/s   median frames/s   best MB/s   best vs raw   all ok');
     for (const r of rows) {
-      console.log(`${r.kind.padEnd(28)} ${Math.round(r.fps).toLocaleString('en').padStart(11)} ${r.mbs.toFixed(1).padStart(11)} ${((r.fps / raw) * 100).toFixed(1).padStart(7)}%   ${r.ok}`);
+      console.log(
+        `${r.kind.padEnd(26)} ${Math.round(r.best).toLocaleString('en').padStart(14)} ${Math.round(r.fps).toLocaleString('en').padStart(17)} ${r.mbs.toFixed(1).padStart(11)} ${((r.best / raw.best) * 100).toFixed(1).padStart(12)}%   ${r.ok}`,
+      );
     }
-    const ratio = (kind: Kind): number => Number((rows.find((r) => r.kind === kind)!.fps / raw).toFixed(3));
+    const of = (kind: Kind) => rows.find((r) => r.kind === kind)!;
+    const ratio = (kind: Kind): number => Number((of(kind).best / raw.best).toFixed(3));
+    const ratioMedian = (kind: Kind): number => Number((of(kind).fps / raw.fps).toFixed(3));
     console.log(`targets: CLI --raw and library >= ${TARGET * 100}% of the raw socket read`);
     console.log(
       JSON.stringify({
@@ -105,16 +110,23 @@ export default async function consumeBench(argv: string[] = []): Promise<void> {
         count: COUNT,
         payload_bytes: PAYLOAD,
         runs: RUNS,
-        raw_fps: Math.round(raw),
-        raw_mbs: Number(rows[0]!.mbs.toFixed(1)),
-        library_fps: Math.round(rows[1]!.fps),
-        library_batches_fps: Math.round(rows[2]!.fps),
-        cli_raw_fps: Math.round(rows[3]!.fps),
-        cli_json_fps: Math.round(rows[4]!.fps),
+        raw_fps: Math.round(raw.best),
+        raw_mbs: Number(raw.mbs.toFixed(1)),
+        library_fps: Math.round(of('library consume()').best),
+        library_batches_fps: Math.round(of('library .batches()').best),
+        cli_raw_fps: Math.round(of('CLI consume --raw').best),
+        cli_json_fps: Math.round(of('CLI consume (JSON lines)').best),
         library_vs_raw: ratio('library consume()'),
         library_batches_vs_raw: ratio('library .batches()'),
         cli_raw_vs_raw: ratio('CLI consume --raw'),
         cli_json_vs_raw: ratio('CLI consume (JSON lines)'),
+        median: {
+          raw_fps: Math.round(raw.fps),
+          library_vs_raw: ratioMedian('library consume()'),
+          library_batches_vs_raw: ratioMedian('library .batches()'),
+          cli_raw_vs_raw: ratioMedian('CLI consume --raw'),
+          cli_json_vs_raw: ratioMedian('CLI consume (JSON lines)'),
+        },
         all_ok: rows.every((r) => r.ok),
       }),
     );
