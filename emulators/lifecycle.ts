@@ -4,7 +4,7 @@
  * exit codes. Logs go to stderr.
  */
 import { writeSync } from 'node:fs';
-import { connect, type Socket } from 'node:net';
+import { connect, type NetConnectOpts, type Socket } from 'node:net';
 
 export const EXIT_OK = 0;
 /** Frames lost, reordered, checksum mismatch, or a peer went away before the run completed. */
@@ -121,13 +121,13 @@ export const DEFAULT_RETRY_MAX_MS = 1000;
  * Connects, retrying with exponential backoff while the peer is not there yet (refused, unresolvable name,
  * unreachable): containers start in any order. The idle watchdog bounds the total wait.
  */
-export function connectWithRetry(run: EmulatorRun, host: string, port: number, what: string): Promise<Socket> {
+export function connectWithRetry(run: EmulatorRun, host: string, port: number, what: string, options: Omit<NetConnectOpts, 'host' | 'port'> = {}): Promise<Socket> {
   let delay = DEFAULT_RETRY_INITIAL_MS;
   let attempts = 0;
   return new Promise((resolve) => {
     const attempt = (): void => {
       attempts++;
-      const socket = connect({ host, port });
+      const socket = connect({ ...options, host, port } as NetConnectOpts);
       const onError = (err: NodeJS.ErrnoException): void => {
         socket.destroy();
         run.phase = `connecting to ${what} at ${host}:${port} (attempt ${attempts}, last error ${err.code ?? err.message})`;

@@ -64,6 +64,7 @@ export const COMMANDS: CommandEntry[] = [
   { name: 'session get', summary: 'show one session', load: moduleCommand('session', () => import('./session.js'), 'get') },
   { name: 'session stop', summary: 'stop a session', load: moduleCommand('session', () => import('./session.js'), 'stop') },
   { name: 'session watch', summary: 'follow a session\'s status and events', load: moduleCommand('session', () => import('./session.js'), 'watch') },
+  { name: 'consume', summary: 'read a session\'s stream: frames as JSON lines or --raw payload bytes, checked', load: () => import('./consume.js') },
   { name: 'resources', summary: 'show node capacity and what sessions hold', load: moduleCommand('resources', () => import('./resources.js')) },
 ];
 
