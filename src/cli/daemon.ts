@@ -10,6 +10,7 @@ import { Daemon } from '../daemon/daemon.js';
 import type { Peer } from '../daemon/listen.js';
 import { planListeners, type ListenerPlan } from '../daemon/listeners-from-config.js';
 import { createSystemdNotifier } from '../daemon/systemd-notify.js';
+import { installTestHooks } from '../daemon/test-hooks.js';
 import { createOps } from '../compose.js';
 
 export const EXIT_OK = 0;
@@ -67,6 +68,7 @@ export async function runDaemon(argv: string[], options: RunDaemonOptions = {}):
       log,
       listeners: plan.listeners,
       ...(ops.runtime ? { runtime: ops.runtime } : {}),
+      ...(ops.instance ? { instance: ops.instance } : {}),
       ...(auth ? { authenticate: (token: string | undefined, peer: Peer) => auth.authenticate(token, peer) } : {}),
     });
     const addresses = await daemon.listen();
@@ -77,6 +79,7 @@ export async function runDaemon(argv: string[], options: RunDaemonOptions = {}):
     await ops.close().catch(() => undefined);
     return err instanceof EdgeechoError && err.code === 'BAD_REQUEST' ? EXIT_CONFIG : EXIT_START;
   }
+  installTestHooks(options.env ?? process.env, log);
   const stopWatchdog = notifier.startWatchdog();
   const { signal, dispose } = await waitForStop(log, options.stop);
   log.info({ signal }, 'stopping');

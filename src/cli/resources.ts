@@ -17,8 +17,9 @@ const FLAGS = {
 
 export const usage = `usage: edgeecho resources [--fresh] [--json]
 
-Shows the host (CPU, memory, load, disk of the data directory), the runtime serving sessions (docker: edgeecho's
-containers and networks; local: its processes), what admission has reserved against capacity, and per-session usage.
+Shows the host (CPU, memory, load, disk of the data directory), the runtime serving sessions (docker: this daemon's
+containers and networks, and counts of those of other instances; local: its processes), what admission has reserved
+against capacity, and per-session usage.
 
 ${formatFlags(FLAGS)}
 `;
@@ -66,6 +67,14 @@ export function renderResources(answer: unknown): string {
   // The local runtime's "containers" are processes and its "networks" per-session records: say so.
   const [things, nets] = engine.name === 'local' ? ['processes', 'session records'] : ['containers', 'networks'];
   out.push(`runtime   ${String(engine.name ?? 'docker')} (${engineState}): ${num(engine.running)} of ${num(engine.containers)} ${things} running, ${num(engine.networks)} ${nets}`);
+  if (typeof data.instance === 'string') out.push(`instance  ${data.instance}`);
+  // Other daemons' objects, and old unlabelled ones: shown so an operator sees what this daemon leaves alone.
+  for (const [key, what] of [['foreign', 'of other instances'], ['unlabelled', 'without an instance label, claimed by no record here']] as const) {
+    const o = engine[key] === undefined ? null : obj(engine[key]);
+    if (o && (Number(o.containers) > 0 || Number(o.networks) > 0)) {
+      out.push(`          ${key}: ${num(o.running)} of ${num(o.containers)} ${things} running, ${num(o.networks)} ${nets} ${what} (left alone)`);
+    }
+  }
 
   if (admission) {
     out.push(

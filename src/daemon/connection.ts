@@ -47,6 +47,8 @@ export interface ConnectionShared {
   version: string;
   /** The runtime serving sessions, named in the hello result; absent when the daemon drives none. */
   runtime?: string;
+  /** The daemon's instance id, answered in hello. */
+  instance?: string;
   /** The greeting, encoded once. */
   greetingBody: Buffer;
   authenticate?: Authenticate;
@@ -186,7 +188,14 @@ export class Connection implements CoreControl {
     this.shared.clock.clearTimer(this.handshakeTimer);
     this.handshakeTimer = null;
     this.log.debug({ client: args.client, protocol }, 'hello');
-    return { server: 'edgeecho', version: this.shared.version, protocol, conn: this.id, ...(this.shared.runtime ? { runtime: this.shared.runtime } : {}) };
+    return {
+      server: 'edgeecho',
+      version: this.shared.version,
+      protocol,
+      conn: this.id,
+      ...(this.shared.runtime ? { runtime: this.shared.runtime } : {}),
+      ...(this.shared.instance ? { instance: this.shared.instance } : {}),
+    };
   }
 
   cancel(target: RequestId): boolean {
@@ -324,7 +333,7 @@ export class Connection implements CoreControl {
   private dispatch(request: Request): void {
     const { id, op } = request;
     if (this.inflight.has(id)) {
-      this.sendError(id, new EdgeechoError('CONFLICT', `request id ${JSON.stringify(id)} is already in flight on this connection; ids must be unique among requests in flight`, { id }));
+      this.sendError(id, new EdgeechoError('CONFLICT', `request id ${JSON.stringify(id)} is already in flight on this connection; ids must be unique among requests in flight`, { id, duplicate: true }));
       return;
     }
     if (this.shared.shuttingDown && op !== 'cancel') {

@@ -20,6 +20,8 @@ export interface HelloResult {
   conn: string;
   /** The runtime serving sessions (docker | local); absent on a daemon that drives none. */
   runtime?: string;
+  /** The daemon's instance id (its objects carry io.edgeecho.instance=<id>); absent when it drives no runtime. */
+  instance?: string;
 }
 
 /** What hello and cancel need from the connection they arrive on. */

@@ -42,6 +42,8 @@ export interface DaemonOptions {
   clock?: Clock;
   /** The runtime serving sessions, named in the hello result. */
   runtime?: string;
+  /** The instance id of the ops' runtime (compose.ts), answered in hello and logged when listening. */
+  instance?: string;
 }
 
 export interface ListenResult {
@@ -88,6 +90,7 @@ export class Daemon {
       },
       registry: registerCoreOps(options.registry),
       version: PACKAGE_VERSION,
+      ...(options.instance ? { instance: options.instance } : {}),
       greetingBody: packValue(greeting),
       clock: options.clock ?? systemClock,
       shuttingDown: false,
@@ -130,7 +133,7 @@ export class Daemon {
       this.listening = false;
       throw err;
     }
-    this.log.info({ listeners: result.listeners, version: PACKAGE_VERSION, protocols: SUPPORTED_PROTOCOLS }, 'listening');
+    this.log.info({ listeners: result.listeners, version: PACKAGE_VERSION, protocols: SUPPORTED_PROTOCOLS, instance: this.shared.instance }, 'listening');
     return result;
   }
 

@@ -62,10 +62,13 @@ if (docker) {
     sessions.add(outsider).add(session);
     try {
       // The driver has not looked at the networks yet; this one appears after it did.
-      await driver.createNetwork({ session: outsider, name: `edgeecho-${outsider}-net`, labels });
-      await docker.createNetwork({ Name: `edgeecho-${outsider}-raw`, Labels: { ...labels, [LABEL_SESSION]: outsider, 'io.edgeecho.managed': 'true' }, IPAM: { Driver: 'default', Config: [{ Subnet: '10.214.0.16/28' }] } });
+      const first = await driver.createNetwork({ session: outsider, name: `edgeecho-${outsider}-net`, labels });
+      // The pool starts at a random subnet and goes round: the outsider takes the one it would pick next.
+      const at = (index: number): string => `10.214.0.${(index % 16) * 16}/28`;
+      const index = Number(first.subnet.split('.')[3]!.split('/')[0]) / 16;
+      await docker.createNetwork({ Name: `edgeecho-${outsider}-raw`, Labels: { ...labels, [LABEL_SESSION]: outsider, 'io.edgeecho.managed': 'true' }, IPAM: { Driver: 'default', Config: [{ Subnet: at(index + 1) }] } });
       const network = await driver.createNetwork({ session, name: `edgeecho-${session}-net`, labels });
-      assert.is(network.subnet, '10.214.0.32/28');
+      assert.is(network.subnet, at(index + 2));
       const conflict = await driver.createNetwork({ session, name: `edgeecho-${session}-net`, labels }).then(
         () => null,
         (e: EdgeechoError) => e,

@@ -44,14 +44,12 @@ function suite(rt: RuntimeUnderTest): void {
       assert.is(state.running, true);
       assert.is(state.published?.host, '127.0.0.1');
       assert.ok(state.published!.port > 0);
-      const usage = await driver.stats(ref.id);
-      if (rt.name === 'docker' && usage.memoryLimitBytes === 0) {
-        // An engine whose cgroups account no memory (this shared CI engine) answers zeros: said, not asserted.
-        console.warn(`\n!!! [docker] the engine reports no memory accounting (stats ${JSON.stringify(usage)}); stats not checked !!!\n`);
-      } else {
-        assert.ok(usage.memoryBytes > 0, `memory ${usage.memoryBytes}`);
-        assert.is(usage.memoryLimitBytes, config.limitsProbe.memoryBytes);
-      }
+      // Docker can answer an empty reading on a loaded machine: its driver says so (an error) rather than zeros.
+      let usage = await driver.stats(ref.id).catch(() => null);
+      for (let i = 0; i < 20 && !usage; i++) usage = (await new Promise((r) => setTimeout(r, 300)), await driver.stats(ref.id).catch(() => null));
+      assert.ok(usage, 'a real stats reading within 6 s');
+      assert.ok(usage.memoryBytes > 0, `memory ${usage.memoryBytes}`);
+      assert.is(usage.memoryLimitBytes, config.limitsProbe.memoryBytes);
       const managed = await driver.listManaged();
       assert.ok(managed.containers.some((c) => c.id === ref.id && c.running));
       assert.ok(managed.networks.some((n) => n.id === network.id && n.session === session));

@@ -1,7 +1,7 @@
 /**
- * Reconcile after a simulated crash, on every runtime (runtimes.ts): one "daemon" creates objects and records and goes away
- * without cleaning up; a fresh instance (new store handle on the same SQLite file, new driver) reconciles.
- * Scoped to a run-unique session prefix; everything is removed by session label in finally.
+ * Reconcile after a simulated crash, on every runtime (runtimes.ts): one "daemon" creates objects and records and
+ * goes away without cleaning up; its restart (new store handle on the same SQLite file, new driver of the same
+ * instance) reconciles. Session ids carry a run-unique prefix; everything is removed in finally.
  */
 import { test as baseTest } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -16,6 +16,7 @@ import { Reaper } from '../../src/sessions/reaper.js';
 import { reconcile } from '../../src/sessions/reconcile.js';
 import { testLifecycle } from '../support/lifecycle.js';
 import { openSessionStore } from '../../src/sessions/sqlite-store.js';
+import { newInstanceId } from '../../src/sessions/session-id.js';
 import { EXIT_AT_ONCE, RUN_UNTIL_TERM, launchSession, removeSessions, runPrefix, terminate, waitFor } from '../../support/reaping-fixtures.js';
 import { runtimesUnderTest, type RuntimeUnderTest } from './runtimes.js';
 
@@ -28,6 +29,8 @@ function suite(rt: RuntimeUnderTest): void {
 
   test('a fresh instance adopts running sessions, fails vanished ones, rolls back creates and removes orphans', async () => {
     const prefix = runPrefix();
+    // Both "daemons" are one instance (one data dir); nothing of another instance is within reach.
+    const instance = newInstanceId();
     const ids = { run: `${prefix}run`, done: `${prefix}done`, gone: `${prefix}gone`, half: `${prefix}half`, orphan: `${prefix}orph` };
     const dir = mkdtempSync(join(tmpdir(), 'edgeecho-reconcile-'));
     const path = join(dir, 'sessions.sqlite');
@@ -36,7 +39,7 @@ function suite(rt: RuntimeUnderTest): void {
       {
         const store = openSessionStore(path);
         // A driver of its own, as the crashed daemon had: the next start must know only what the runtime kept.
-        const driver = rt.freshDriver();
+        const driver = rt.freshDriver(instance);
         await launchSession(driver, store, image, ids.run);
         const done = await launchSession(driver, store, image, ids.done, { scripts: { probe: EXIT_AT_ONCE, stream: EXIT_AT_ONCE } });
         const gone = await launchSession(driver, store, image, ids.gone);
@@ -51,12 +54,12 @@ function suite(rt: RuntimeUnderTest): void {
 
       // The next start.
       const store = openSessionStore(path);
-      const driver = rt.freshDriver();
+      const driver = rt.freshDriver(instance);
       const leftovers = (id: string): Promise<number> => rt.leftovers(id, driver);
       const limits = { memoryBytes: 64 * 1024 * 1024, nanoCpus: 0.25e9, pids: 32 };
       const admission = new Admission({ capacityMemory: 1e12, capacityCpus: 64, minFreeMemory: 0, maxSessions: 10, limits: { probe: limits, stream: limits, segmentation: limits }, availableMemory: () => null });
       const finisher = testLifecycle({ driver, store, admission, config: { stopTimeoutS: 1 } });
-      const reaper = new Reaper({ driver, store, finisher, log: silentLogger, owns: (s) => s.startsWith(prefix) });
+      const reaper = new Reaper({ driver, store, finisher, log: silentLogger });
       try {
         const report = await reconcile({
           driver,
@@ -64,7 +67,6 @@ function suite(rt: RuntimeUnderTest): void {
           lifecycle: finisher,
           settings: { orphanGraceS: 0, keepFailed: false, sessionTtlS: 3600 },
           log: silentLogger,
-          owns: (s) => s?.startsWith(prefix) === true,
         });
         assert.equal(report.adopted, [ids.run]);
         assert.equal(report.finished, [ids.done]);
@@ -102,7 +104,7 @@ function suite(rt: RuntimeUnderTest): void {
         store.close();
       }
     } finally {
-      await removeSessions(rt.freshDriver(), Object.values(ids));
+      await removeSessions(rt.freshDriver(instance), Object.values(ids));
       rmSync(dir, { recursive: true, force: true });
     }
   });

@@ -19,6 +19,8 @@ import type { ContainerSpec, NetworkRef, Role, RuntimeDriver } from '../../src/r
 import { LocalDriver } from '../../src/runtime/local/driver.js';
 import { localLayout } from '../../src/runtime/local/layout.js';
 import { localRuntime } from '../../src/runtime/local/local-runtime.js';
+import { InstanceScope } from '../../src/runtime/instance-scope.js';
+import { newInstanceId } from '../../src/sessions/session-id.js';
 import { SESSION_MARKER_PREFIX } from '../../src/runtime/local/spawn-role.js';
 import { dockerOrSkip } from '../support/docker.js';
 
@@ -28,8 +30,8 @@ export interface RuntimeUnderTest {
   name: RuntimeName;
   /** Runs real sessions (emulators prepared). */
   driver: RuntimeDriver;
-  /** A second driver on the same state, as the next daemon start would make it (reconcile after a "crash"). */
-  freshDriver(): RuntimeDriver;
+  /** A driver on the same state, as a daemon (re)start of `instance` would make it (reconcile after a "crash"). */
+  freshDriver(instance?: string): RuntimeDriver;
   /** What fixture sessions run on (Docker: the host-node base image; local: unused). */
   fixtureImage: string;
   /** A driver for fixture sessions (Docker: its own subnet pool). */
@@ -82,13 +84,14 @@ async function localUnderTest(): Promise<RuntimeUnderTest> {
     killMentioning(join(dataDir, 'local'));
     rmSync(dataDir, { recursive: true, force: true });
   });
-  const fresh = (): LocalDriver => new LocalDriver({ layout: localLayout(dataDir), publishHost: '127.0.0.1' });
+  // Seen through an instance scope as a daemon sees its runtime: each test's objects apart from the others'.
+  const fresh = (instance = newInstanceId()): RuntimeDriver => new InstanceScope(new LocalDriver({ layout: localLayout(dataDir), publishHost: '127.0.0.1' }), { instance });
   const self: RuntimeUnderTest = {
     name: 'local',
     driver: runtime.driver,
     freshDriver: fresh,
     fixtureImage: 'unused',
-    fixtureDriver: runtime.driver,
+    fixtureDriver: new InstanceScope(runtime.driver, { instance: newInstanceId() }),
     // Listed objects, plus any process of the session the runtime does not list as running (a leaked one).
     leftovers: async (session, via = runtime.driver) => {
       const running = (await via.listManaged()).containers.filter((c) => c.session === session && c.running).length;
@@ -124,7 +127,7 @@ async function dockerUnderTest(docker: Docker): Promise<RuntimeUnderTest> {
   return {
     name: 'docker',
     driver,
-    freshDriver: () => testDriver(docker),
+    freshDriver: (instance) => testDriver(docker, instance),
     fixtureImage: await baseImage(docker),
     fixtureDriver,
     leftovers: (session, via = driver) => leftovers(via, session),

@@ -1,7 +1,8 @@
 /**
  * The emulator images. The emulators are bundled once (../emulator-bundle.ts, shared with the local runtime)
- * and copied onto the base image from ensureBaseImage. One build context, one Dockerfile with a stage per role that differs only in its exec-form CMD: the host-node base has no shell, so
- * no RUN and no shell-form commands. Three targets of one context share the COPY layer, so a build takes seconds.
+ * and copied onto the base image from ensureBaseImage. One build context, one Dockerfile with a stage per role
+ * that differs only in its exec-form CMD: the host-node base has no shell, so no RUN and no shell-form commands.
+ * Three targets of one context share the COPY layer, so a build takes seconds.
  */
 import { spawn } from 'node:child_process';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -50,7 +51,8 @@ function dockerfile(): string {
 }
 
 function tarStream(dir: string): { stream: NodeJS.ReadableStream; done: Promise<void> } {
-  // Modes are normalised: the context is written under the daemon's umask, and the image's user is uid 1000.
+  // --mode: the emulators run as uid 1000 and must read what a daemon with a strict umask wrote (the unit's
+  // UMask=0027 made the bundles 0640 and every container exit with EACCES on /app/<role>.cjs).
   const tar = spawn('tar', ['-c', '--numeric-owner', '--owner=0', '--group=0', '--mode=u+rwX,go+rX,go-w', '-C', dir, '.'], { stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   tar.stderr.on('data', (d: Buffer) => (stderr += d.toString()));

@@ -12,17 +12,18 @@ import { constants as osConstants } from 'node:os';
 import type { Logger } from 'pino';
 import { EdgeechoError } from '../../../protocol/errors.js';
 import { silentLogger } from '../../log.js';
-import type {
-  ContainerRef,
-  ContainerSpec,
-  ContainerState,
-  ContainerUsage,
-  ManagedObjects,
-  NetworkRef,
-  NetworkSpec,
-  ReadyInfo,
-  RuntimeDriver,
-  RuntimeEvent,
+import {
+  LABEL_INSTANCE,
+  type ContainerRef,
+  type ContainerSpec,
+  type ContainerState,
+  type ContainerUsage,
+  type ManagedObjects,
+  type NetworkRef,
+  type NetworkSpec,
+  type ReadyInfo,
+  type RuntimeDriver,
+  type RuntimeEvent,
 } from '../driver.js';
 import { EventHub } from './event-hub.js';
 import type { LocalLayout } from './layout.js';
@@ -99,7 +100,7 @@ export class LocalDriver implements RuntimeDriver {
     if (!network) return;
     this.files.removeNetwork(network);
     this.networks.delete(id);
-    this.hub.publish({ type: 'network', action: 'destroy', id, session: network.session });
+    this.hub.publish({ type: 'network', action: 'destroy', id, session: network.session, ...instanceOf(network.labels) });
   }
 
   async createContainer(spec: ContainerSpec): Promise<ContainerRef> {
@@ -196,7 +197,7 @@ export class LocalDriver implements RuntimeDriver {
     this.files.saveProcess(record);
     this.children.set(id, child);
     child.once('exit', (code, signal) => this.onExit(id, code ?? 128 + (signal ? (osConstants.signals[signal] ?? 0) : 0), signal));
-    this.hub.publish({ type: 'container', action: 'start', id, session: record.session, role: record.role });
+    this.hub.publish({ type: 'container', action: 'start', id, session: record.session, role: record.role, ...instanceOf(record.labels) });
     this.ensureTimer();
   }
 
@@ -250,7 +251,7 @@ export class LocalDriver implements RuntimeDriver {
     this.files.removeProcess(record);
     this.processes.delete(id);
     this.cpuSamples.delete(id);
-    this.hub.publish({ type: 'container', action: 'destroy', id, session: record.session, role: record.role });
+    this.hub.publish({ type: 'container', action: 'destroy', id, session: record.session, role: record.role, ...instanceOf(record.labels) });
   }
 
   async inspectContainer(id: string): Promise<ContainerState> {
@@ -272,7 +273,7 @@ export class LocalDriver implements RuntimeDriver {
     for (const record of this.processes.values()) this.refresh(record);
     return {
       containers: [...this.processes.values()].map(stateOf),
-      networks: [...this.networks.values()].map((n) => ({ id: n.id, name: n.name, session: n.session, created: n.created })),
+      networks: [...this.networks.values()].map((n) => ({ id: n.id, name: n.name, session: n.session, created: n.created, ...instanceOf(n.labels) })),
     };
   }
 
@@ -376,10 +377,10 @@ export class LocalDriver implements RuntimeDriver {
       } catch (err) {
         this.log.warn({ container: record.name, err: (err as Error).message }, 'could not record the exit');
       }
-      const event: Omit<RuntimeEvent, 'timeNano'> = { type: 'container', action: 'die', id, session: record.session, role: record.role };
+      const event: Omit<RuntimeEvent, 'timeNano'> = { type: 'container', action: 'die', id, session: record.session, role: record.role, ...instanceOf(record.labels) };
       if (code !== null) event.exitCode = code;
       this.hub.publish(event);
-      if (record.oomKilled) this.hub.publish({ type: 'container', action: 'oom', id, session: record.session, role: record.role });
+      if (record.oomKilled) this.hub.publish({ type: 'container', action: 'oom', id, session: record.session, role: record.role, ...instanceOf(record.labels) });
     }
     const waiters = this.exitWaiters.get(id);
     this.exitWaiters.delete(id);
@@ -497,10 +498,17 @@ function stateOf(record: ProcessRecord): ContainerState {
     startedAt: record.startedAt,
     finishedAt: record.finishedAt,
     created: record.created,
+    ...instanceOf(record.labels),
   };
   // As Docker shows it: the published port only while the process runs.
   if (record.publish && record.status === 'running') state.published = { ...record.publish };
   return state;
+}
+
+/** The io.edgeecho.instance label, as Docker's listings report it (the instance scope filters on it). */
+function instanceOf(labels: Record<string, string>): { instance?: string } {
+  const instance = labels[LABEL_INSTANCE];
+  return instance ? { instance } : {};
 }
 
 function newId(): string {
