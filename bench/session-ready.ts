@@ -28,7 +28,7 @@ import { PROBE_PORT, STREAM_PORT } from '../src/workflow/session-workflows.js';
 import { rolesOf } from '../src/workflow/session-spec.js';
 import { localRuntime } from '../src/runtime/local/local-runtime.js';
 import { localLayout } from '../src/runtime/local/layout.js';
-import { freePort } from '../src/runtime/local/ports.js';
+import { PortAllocator } from '../src/runtime/local/ports.js';
 import { killMentioning } from '../support/local-objects.js';
 import type { Config } from '../src/config.js';
 
@@ -102,9 +102,12 @@ async function localRows(config: Config, iterations: number): Promise<Row[]> {
     const admission = { admit: () => undefined, release: () => undefined, adopt: () => undefined };
     const lifecycle = new SessionLifecycle({ driver: runtime.driver, store: openSessionStore(':memory:'), bus: new SessionBus(), admission, config, log: silentLogger, labels: LABELS });
     const signal = new AbortController().signal;
+    // The same allocation the local runtime does, so the bound pays what the runtime pays.
+    const ports = new PortAllocator();
     const raw: Timed = async (mode) => {
       const t0 = performance.now();
-      const [probePort, streamPort] = await Promise.all([freePort(), freePort()]);
+      const probePort = await ports.allocate(new Set());
+      const streamPort = await ports.allocate(new Set([probePort]));
       const env: Record<Role, Record<string, string>> = {
         probe: { PROBE_PORT: String(probePort), PROBE_ID: 'raw', PROBE_COUNT: '10', PROBE_PAYLOAD_BYTES: '64', PROBE_RATE: '0', EMULATOR_LISTEN_HOST: '127.0.0.1' },
         stream: { PROBE_HOST: '127.0.0.1', PROBE_PORT: String(probePort), STREAM_PORT: String(streamPort), STREAM_MODE: mode, STREAM_GRACE_MS: '1000', EMULATOR_LISTEN_HOST: config.publishHost },

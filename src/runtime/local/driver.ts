@@ -28,7 +28,7 @@ import {
 import { EventHub } from './event-hub.js';
 import type { LocalLayout } from './layout.js';
 import { boundFile, DEFAULT_LOG_MAX_BYTES, readTail, tailLines } from './log-files.js';
-import { freePort } from './ports.js';
+import { PortAllocator } from './ports.js';
 import { CLOCK_TICKS_PER_S, identityOf, isAlive, readProcStat, residentBytes, uptimeS } from './proc.js';
 import { waitForReadyLine } from './ready-line.js';
 import { RecordFiles, type Endpoint, type NetworkRecord, type ProcessRecord } from './records.js';
@@ -68,6 +68,7 @@ export class LocalDriver implements RuntimeDriver {
   private readonly children = new Map<string, ChildProcess>();
   private readonly exitWaiters = new Map<string, Set<() => void>>();
   private readonly pendingPorts = new Map<string, Promise<Endpoint>>();
+  private readonly ports = new PortAllocator();
   private readonly declared = new Set<() => void>();
   private readonly cpuSamples = new Map<string, { ticks: number; atMs: number }>();
   /** Starts between their first await and the spawn: a second start of the same record must not spawn twice. */
@@ -448,7 +449,8 @@ export class LocalDriver implements RuntimeDriver {
     const key = `${network.id}/${alias}`;
     let pending = this.pendingPorts.get(key);
     if (!pending) {
-      pending = freePort()
+      pending = this.ports
+        .allocate(this.portsTaken())
         .then((port) => {
           const endpoint = network.endpoints[alias] ?? { port };
           network.endpoints[alias] = endpoint;
@@ -459,6 +461,13 @@ export class LocalDriver implements RuntimeDriver {
       this.pendingPorts.set(key, pending);
     }
     return pending;
+  }
+
+  /** Ports of every session network this driver knows (live ones: removed networks are forgotten). */
+  private portsTaken(): Set<number> {
+    const taken = new Set<number>();
+    for (const network of this.networks.values()) for (const endpoint of Object.values(network.endpoints)) taken.add(endpoint.port);
+    return taken;
   }
 
   /** The upstream's endpoint once its listener was created (it sets the host), within UPSTREAM_WAIT_MS. */
