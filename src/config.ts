@@ -46,6 +46,7 @@ export const SETTINGS = {
   maxInflight: { env: 'EDGEECHO_MAX_INFLIGHT', kind: 'int', min: 1, max: 100_000, default: () => '1024', help: 'requests in flight per connection' },
   maxConnections: { env: 'EDGEECHO_MAX_CONNECTIONS', kind: 'int', min: 1, max: 1_000_000, default: () => '4096', help: 'concurrent connections' },
   maxWriteBuffer: { env: 'EDGEECHO_MAX_WRITE_BUFFER', kind: 'bytes', min: 64 * 1024, max: 1024 * 1024 * 1024, default: () => '8m', help: 'unsent bytes held for a client that stops reading before it is disconnected' },
+  stallTimeoutMs: { env: 'EDGEECHO_STALL_TIMEOUT_MS', kind: 'int', min: 100, max: 600_000, default: () => '10000', help: 'a connection whose output the client has not read for this long is disconnected (its requests are not read meanwhile)' },
   shutdownTimeoutMs: { env: 'EDGEECHO_SHUTDOWN_TIMEOUT_MS', kind: 'int', min: 0, max: 600_000, default: () => '10000', help: 'in-flight requests may finish within this on SIGTERM' },
   tokenFile: { env: 'EDGEECHO_TOKEN_FILE', kind: 'string', default: () => '', help: 'file holding the token clients present in hello (empty: no auth, loopback only)' },
   authMaxFailures: { env: 'EDGEECHO_AUTH_MAX_FAILURES', kind: 'int', min: 1, max: 1000, default: () => '5', help: 'failed hellos per peer address per minute before further attempts are refused' },
