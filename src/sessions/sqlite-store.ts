@@ -74,11 +74,14 @@ return {
     ),
     get: db.prepare<[string], SessionRow>('SELECT * FROM sessions WHERE id = ?'),
     // One statement for every filter shape: absent parts are NULL and drop out.
-    list: db.prepare<{ states: string | null; since: number | null; until: number | null; limit: number }, SessionRow>(
+    // The cursor is a position in the list order, so a page costs its own rows (the created_at index), not the
+    // rows before it.
+    list: db.prepare<{ states: string | null; since: number | null; until: number | null; after_at: number | null; after_id: string | null; limit: number }, SessionRow>(
       `SELECT * FROM sessions
        WHERE (@states IS NULL OR state IN (SELECT value FROM json_each(@states)))
          AND (@since IS NULL OR created_at >= @since)
          AND (@until IS NULL OR created_at < @until)
+         AND (@after_at IS NULL OR created_at < @after_at OR (created_at = @after_at AND id > @after_id))
        ORDER BY created_at DESC, id
        LIMIT @limit`,
     ),
@@ -151,6 +154,8 @@ export class SqliteSessionStore implements SessionStore {
       states: filter.states ? JSON.stringify(filter.states) : null,
       since: filter.since ?? null,
       until: filter.until ?? null,
+      after_at: filter.after?.createdAt ?? null,
+      after_id: filter.after?.id ?? null,
       // SQLite reads a negative LIMIT as "no limit".
       limit: filter.limit ?? -1,
     });
