@@ -13,15 +13,19 @@ import { sessionOps } from './ops/session-ops.js';
 import { Admission, admissionOptions } from './resources/admission.js';
 import { ResourceTracker } from './resources/tracker.js';
 import { createRuntime } from './runtime/create-runtime.js';
+import { Metrics, metricsOp } from './metrics/metrics.js';
 import { SessionBus } from './sessions/events.js';
 import { SessionLifecycle } from './sessions/lifecycle.js';
 import { Reaper } from './sessions/reaper.js';
 import { reconcile } from './sessions/reconcile.js';
 import { openSessionStore, SESSION_DB_FILE } from './sessions/sqlite-store.js';
+import { LIVE_STATES } from './sessions/types.js';
 import { ObjectAges, Sweep } from './sessions/sweep.js';
 
 export interface Ops {
   registry: OpRegistry;
+  /** Absent for core-only daemons; the daemon command adds the connection metrics and the HTTP listener. */
+  metrics?: Metrics;
   close(): Promise<void>;
 }
 
@@ -52,9 +56,12 @@ export async function createOps(config: Config, log: Logger): Promise<Ops> {
     const labels = parseObjectLabels(config.objectLabels);
     const lifecycle = new SessionLifecycle({ driver, store, bus, admission, config, log: sessionLog, labels });
     const ages = new ObjectAges();
+    const reaper = new Reaper({ driver, store, finisher: lifecycle, log: sessionLog, bus });
+    // before reconcile, so what it finishes is counted
+    const metrics = new Metrics({ bus, liveSessions: () => store.list({ states: LIVE_STATES }), onEngineStream: (listener) => reaper.onStream(listener) });
+    closers.unshift(() => metrics.close());
 
     await reconcile({ driver, store, lifecycle, settings: config, log: sessionLog, ages });
-    const reaper = new Reaper({ driver, store, finisher: lifecycle, log: sessionLog, bus });
     reaper.start();
     closers.unshift(() => reaper.stop());
     const sweep = new Sweep({ driver, store, finisher: lifecycle, settings: config, cron: config.sweepCron, log: sessionLog, ages, admission });
@@ -77,7 +84,8 @@ export async function createOps(config: Config, log: Logger): Promise<Ops> {
     const usage = (session: string) => tracker.latest()?.sessions.find((s) => s.session === session);
     for (const op of sessionOps({ lifecycle, store, config, usage })) registry.register(op);
     for (const op of resourceOps({ tracker, admission })) registry.register(op);
-    return { registry, close: () => closeAll(closers, log) };
+    registry.register(metricsOp(metrics));
+    return { registry, metrics, close: () => closeAll(closers, log) };
   } catch (err) {
     await closeAll(closers, log);
     throw err;

@@ -52,6 +52,7 @@ export const SETTINGS = {
   authMaxFailures: { env: 'EDGEECHO_AUTH_MAX_FAILURES', kind: 'int', min: 1, max: 1000, default: () => '5', help: 'failed hellos per peer address per minute before further attempts are refused' },
   tlsCert: { env: 'EDGEECHO_TLS_CERT', kind: 'string', default: () => '', help: 'PEM certificate file: serve TLS on the TCP listener' },
   tlsKey: { env: 'EDGEECHO_TLS_KEY', kind: 'string', default: () => '', help: 'PEM private key file for EDGEECHO_TLS_CERT' },
+  metrics: { env: 'EDGEECHO_METRICS', kind: 'string', default: () => '', help: 'host:port of the Prometheus listener, GET /metrics (empty: off; a non-loopback address requires EDGEECHO_TOKEN_FILE, and a token, when set, is required as a Bearer header)' },
   dockerSocket: { env: 'EDGEECHO_DOCKER_SOCKET', kind: 'string', default: () => process.env.DOCKER_HOST?.replace(/^unix:\/\//, '') ?? '/var/run/docker.sock', help: 'Docker engine socket' },
   imageProbe: { env: 'EDGEECHO_IMAGE_PROBE', kind: 'string', default: () => `edgeecho/probe:${PACKAGE_VERSION}`, help: 'image run as the probe' },
   imageStream: { env: 'EDGEECHO_IMAGE_STREAM', kind: 'string', default: () => `edgeecho/stream:${PACKAGE_VERSION}`, help: 'image run as the stream server' },

@@ -75,6 +75,8 @@ export const COMMANDS: CommandEntry[] = [
   { name: 'session stop', summary: 'stop a session', load: moduleCommand('session', () => import('./session.js'), 'stop') },
   { name: 'session watch', summary: 'follow a session\'s status and events', load: moduleCommand('session', () => import('./session.js'), 'watch') },
   { name: 'resources', summary: 'show node capacity and what sessions hold', load: moduleCommand('resources', () => import('./resources.js')) },
+  { name: 'metrics', summary: 'print the daemon\'s Prometheus metrics (the metrics op)', load: moduleCommand('metrics', () => import('./metrics.js')) },
+  { name: 'health', summary: 'exit 0 when the daemon and its engine answer, 1 with the reason otherwise', load: moduleCommand('health', () => import('./health.js')) },
 ];
 
 function overview(commands: CommandEntry[]): string {

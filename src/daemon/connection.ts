@@ -187,6 +187,7 @@ export class Connection implements CoreControl {
           accepted = await authenticate(args.token, this.peer);
         } catch (err) {
           // the hook refused outright (e.g. too many failures from this peer): answer, then close
+          this.shared.stats.authFailures++;
           this.close();
           throw err;
         }
