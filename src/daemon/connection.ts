@@ -97,6 +97,7 @@ export class Connection implements CoreControl {
   private closeWaiters: Array<() => void> = [];
   private readonly onDataBound = (chunk: Buffer): void => this.onData(chunk);
   private readonly pump: ReadPump;
+  private readonly splitBound = (chunk: Buffer, onBody: (body: Buffer) => void): void => this.splitter.forEachFrame(chunk, onBody);
 
   constructor(
     id: string,
@@ -319,13 +320,9 @@ export class Connection implements CoreControl {
 
   private onData(chunk: Buffer): void {
     this.lastActivity = this.shared.clock.now();
-    try {
-      this.splitter.forEachFrame(chunk, (body) => this.pump.add(body));
-    } catch (err) {
-      // a bad length: the byte stream cannot be resynchronised; the frames before it are still answered
-      this.pump.failAfterQueue(err);
-    }
-    this.pump.kick();
+    // a bad length throws from the splitter: the stream cannot be resynchronised, but the frames before it are
+    // still answered, then the pump hands the error to fail()
+    this.pump.feed(chunk, this.splitBound);
   }
 
   /** One frame body from the read pump. A request that needs an in-flight slot when none is free is held. */

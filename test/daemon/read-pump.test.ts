@@ -1,24 +1,17 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { FRAMES_PER_TURN, ReadPump, type Handled } from '../../src/daemon/read-pump.js';
+import { FRAMES_PER_TURN, ReadPump, type Handled, type Split } from '../../src/daemon/read-pump.js';
 
 const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 function fakeHost(outcome: (body: Buffer) => Handled = () => 'done') {
-  const host = {
-    handled: [] as number[],
-    paused: 0,
-    resumed: 0,
-    blocked: false,
-    fatalSeen: null as unknown,
-    handle(body: Buffer): Handled {
+  const host = { handled: [] as number[], paused: 0, resumed: 0, blocked: false, fatalSeen: null as unknown };
+  const pump = new ReadPump({
+    handle: (body) => {
       const result = outcome(body);
       if (result !== 'hold') host.handled.push(body[0]!);
       return result;
     },
-  };
-  const pump = new ReadPump({
-    handle: (b) => host.handle(b),
     blocked: () => host.blocked,
     fatal: (err) => (host.fatalSeen = err),
     pause: () => host.paused++,
@@ -27,75 +20,99 @@ function fakeHost(outcome: (body: Buffer) => Handled = () => 'done') {
   return { host, pump };
 }
 
-const bodies = (n: number): Buffer[] => Array.from({ length: n }, (_, i) => Buffer.from([i % 256]));
+/** A "chunk" of n one-byte bodies 0..n-1 (mod 256); with `fatal`, the split throws after them. */
+function chunk(n: number, fatal?: Error): { bytes: Buffer; split: Split } {
+  const bytes = Buffer.from(Array.from({ length: n }, (_, i) => i % 256));
+  return {
+    bytes,
+    split: (c, onBody) => {
+      for (let i = 0; i < c.length; i++) onBody(c.subarray(i, i + 1));
+      if (fatal) throw fatal;
+    },
+  };
+}
 
-test('handles at most FRAMES_PER_TURN bodies per turn, paused until the queue is empty, then resumes', async () => {
+const feed = (pump: ReadPump, n: number, fatal?: Error): void => {
+  const c = chunk(n, fatal);
+  pump.feed(c.bytes, c.split);
+};
+
+test('a chunk within the turn is handled as it is split: no pause, no queue', () => {
   const { host, pump } = fakeHost();
-  for (const b of bodies(FRAMES_PER_TURN * 2 + 5)) pump.add(b);
-  pump.kick();
+  feed(pump, 10);
+  assert.is(host.handled.length, 10);
+  assert.is(host.paused, 0);
+  assert.is(pump.queued, 0);
+});
+
+test('at most FRAMES_PER_TURN bodies per turn; paused while bodies are queued, resumed once they are handled', async () => {
+  const { host, pump } = fakeHost();
+  feed(pump, FRAMES_PER_TURN * 2 + 5);
   assert.is(host.handled.length, FRAMES_PER_TURN, 'the first turn stops at the cap');
   assert.is(host.paused, 1);
-  assert.is(host.resumed, 0, 'not read while bodies are queued');
+  assert.is(pump.queued, FRAMES_PER_TURN + 5);
   await nextTurn();
   assert.is(host.handled.length, FRAMES_PER_TURN * 2);
+  assert.is(host.resumed, 0, 'not read while bodies are queued');
   await nextTurn();
   assert.is(host.handled.length, FRAMES_PER_TURN * 2 + 5);
   assert.is(host.resumed, 1);
-  assert.is(pump.queued, 0);
+  assert.equal(host.handled.slice(0, 3), [0, 1, 2], 'in order');
 });
 
 test('a held body stays first and is offered again on kick; nothing behind it runs meanwhile', async () => {
   let slots = 0;
   const { host, pump } = fakeHost((b) => (b[0] === 1 && slots === 0 ? 'hold' : 'done'));
-  for (const b of bodies(3)) pump.add(b);
-  pump.kick();
+  feed(pump, 3);
   assert.equal(host.handled, [0]);
   await nextTurn();
   assert.equal(host.handled, [0], 'still waiting: no turn is scheduled while held');
-  assert.is(host.resumed, 0);
+  assert.is(host.paused, 1);
   slots = 1;
   pump.kick();
   assert.equal(host.handled, [0, 1, 2]);
   assert.is(host.resumed, 1);
 });
 
-test('blocked output stops handling even with nothing queued; kick after it clears resumes reading', () => {
+test('blocked output stops handling, and keeps the socket paused even with nothing queued, until kick', () => {
   const { host, pump } = fakeHost();
   host.blocked = true;
-  for (const b of bodies(2)) pump.add(b);
-  pump.kick();
+  feed(pump, 2);
   assert.equal(host.handled, []);
+  assert.is(host.paused, 1);
   host.blocked = false;
   pump.kick();
   assert.equal(host.handled, [0, 1]);
   assert.is(host.resumed, 1);
 });
 
-test('an async body lets microtasks run before the next body', async () => {
+test('an async body lets its microtasks run before the next body, and a flood of them still yields to the event loop', async () => {
   const order: string[] = [];
-  const { pump } = fakeHost((b) => {
+  const { host, pump } = fakeHost((b) => {
     order.push(`handle ${b[0]}`);
     queueMicrotask(() => order.push(`answer ${b[0]}`));
     return 'async';
   });
-  for (const b of bodies(2)) pump.add(b);
-  pump.kick();
+  feed(pump, 2);
   await nextTurn();
   assert.equal(order, ['handle 0', 'answer 0', 'handle 1', 'answer 1']);
+  feed(pump, FRAMES_PER_TURN + 10);
+  let immediateRan = false;
+  setImmediate(() => (immediateRan = immediateRan || host.handled.length < 2 + FRAMES_PER_TURN + 10));
+  await nextTurn();
+  await nextTurn();
+  assert.ok(immediateRan, 'another connection\'s callback ran before this flood was done');
 });
 
 test('a fatal error is delivered after the bodies before it; stop drops the queue', async () => {
   const { host, pump } = fakeHost();
-  for (const b of bodies(2)) pump.add(b);
-  pump.failAfterQueue(new Error('bad length'));
-  pump.kick();
+  feed(pump, 2, new Error('bad length'));
   assert.equal(host.handled, [0, 1]);
   assert.is((host.fatalSeen as Error).message, 'bad length');
   assert.is(host.resumed, 0, 'not read again after a fatal error');
 
   const second = fakeHost();
-  for (const b of bodies(FRAMES_PER_TURN + 1)) second.pump.add(b);
-  second.pump.kick();
+  feed(second.pump, FRAMES_PER_TURN + 1);
   second.pump.stop();
   await nextTurn();
   assert.is(second.host.handled.length, FRAMES_PER_TURN);
