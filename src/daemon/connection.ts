@@ -15,6 +15,7 @@ import { validateArgs, type OpContext, type OpDefinition, type OpRegistry } from
 import type { Peer } from './listen.js';
 import type { DaemonStats, DisconnectReason } from './daemon-stats.js';
 import { ReadPump, type Handled } from './read-pump.js';
+import type { TurnScheduler } from './turn-scheduler.js';
 
 export interface ConnectionLimits {
   maxFrame: number;
@@ -57,6 +58,8 @@ export interface ConnectionShared {
   /** Set when the daemon shuts down: new requests get SHUTTING_DOWN. */
   shuttingDown: boolean;
   stats: DaemonStats;
+  /** Shares the event loop between connections with queued frames. */
+  scheduler: TurnScheduler;
 }
 
 /** How long a closing connection may take to flush its last frames before it is destroyed. */
@@ -115,15 +118,18 @@ export class Connection implements CoreControl {
     this.splitter = new FrameSplitter(shared.limits.maxFrame);
     this.writer = new FrameWriter(socket);
     this.lastActivity = shared.clock.now();
-    this.pump = new ReadPump({
-      handle: (body) => this.onBody(body),
-      blocked: () => this.outputBlocked(),
-      fatal: (err) => this.fail(EdgeechoError.from(err), 'bad_frame'),
-      pause: () => socket.pause(),
-      resume: () => {
-        if (!this.closing) socket.resume();
+    this.pump = new ReadPump(
+      {
+        handle: (body) => this.onBody(body),
+        blocked: () => this.outputBlocked(),
+        fatal: (err) => this.fail(EdgeechoError.from(err), 'bad_frame'),
+        pause: () => socket.pause(),
+        resume: () => {
+          if (!this.closing) socket.resume();
+        },
       },
-    });
+      (turn) => shared.scheduler.enqueue(turn),
+    );
   }
 
   /** Sends the greeting and starts reading. */

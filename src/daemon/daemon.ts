@@ -13,6 +13,7 @@ import type { ListenAddress, Listener, Peer } from './listen.js';
 import { listenersFromConfig } from './listeners-from-config.js';
 import { registerCoreOps } from './core-ops.js';
 import { DaemonStats } from './daemon-stats.js';
+import { TurnScheduler } from './turn-scheduler.js';
 import type { OpRegistry } from '../ops/contract.js';
 
 export type DaemonConfig = Pick<
@@ -90,6 +91,7 @@ export class Daemon {
         stallTimeoutMs: config.stallTimeoutMs,
       },
       stats: this.stats,
+      scheduler: new TurnScheduler(),
       registry: registerCoreOps(options.registry),
       version: PACKAGE_VERSION,
       greetingBody: packValue(greeting),

@@ -1,9 +1,10 @@
 /**
- * Fair reading for one connection. Frame bodies are handled at most FRAMES_PER_TURN (or TURN_BUDGET_MS) at a
- * time; then the connection yields to the event loop with setImmediate, so a flooding connection cannot hold the
- * loop while others wait for their greeting or their ping. While bodies are queued, or the connection is over a
- * bound (requests in flight, unsent output), its socket stays paused: TCP backpressure reaches the client, and its
- * further requests are neither read nor decoded.
+ * Fair reading for one connection. A turn handles at most FRAMES_PER_TURN frames, TURN_BUDGET_MS, or one op that
+ * answers asynchronously (one may cost milliseconds: a page of session.list); what is left waits for another turn
+ * from the daemon's TurnScheduler, so a flooding connection cannot hold the loop while others wait for their
+ * greeting or their ping. While bodies are queued, or the connection is over a bound (requests in flight, unsent
+ * output), its socket stays paused: TCP backpressure reaches the client, and its further requests are neither
+ * read nor decoded.
  *
  * The common case costs no queue: bodies are handled as the splitter finds them in a chunk, and only those left
  * when the turn ends, or behind one that cannot run at once, are queued.
@@ -17,8 +18,8 @@ export const TURN_BUDGET_MS = 2;
 
 /**
  * How the host handled one body. `hold`: it cannot run now (no in-flight slot); it stays first in the queue and is
- * offered again after `kick()`. `async`: it started a handler that may answer within microtasks; they run before
- * the next body, so its answer counts toward the output bound the next body is checked against.
+ * offered again after `kick()`. `async`: it started a handler; the turn ends, so the answer (often a microtask
+ * away) is written before the next body is checked against the output bound.
  */
 export type Handled = 'done' | 'async' | 'hold';
 
@@ -47,12 +48,16 @@ export class ReadPump {
   private turnStarted = 0;
   private turnHandled = 0;
   /** Why handling a chunk directly stopped before its end. */
-  private stoppedOn: 'async' | 'turn' | 'other' | null = null;
-  private readonly runBound = (): void => void this.run();
+  private stoppedOn: 'turn' | 'other' | null = null;
+  private readonly runBound = (): void => this.run();
   private readonly enqueueBound = (body: Buffer): void => void this.queue.push(body);
   private readonly directBound = (body: Buffer): void => this.direct(body);
 
-  constructor(private readonly host: ReadPumpHost) {}
+  /** `schedule` runs a turn later, after other connections' (the daemon's TurnScheduler); setImmediate alone. */
+  constructor(
+    private readonly host: ReadPumpHost,
+    private readonly schedule: (turn: () => void) => void = setImmediate,
+  ) {}
 
   /** Bodies not yet handled. */
   get queued(): number {
@@ -74,19 +79,15 @@ export class ReadPump {
     this.startTurn();
     this.stoppedOn = null;
     this.split(chunk, split, this.directBound);
-    if (this.stoppedOn === 'async') {
-      // the handler's answer is queued as a microtask already, so it runs first; the turn goes on (state stays
-      // running), or a flood of async ops would chain microtasks and never yield to the event loop
-      this.pause();
-      queueMicrotask(this.runBound);
-    } else if (this.stoppedOn === 'turn') this.yieldTurn();
-    else if (this.head < this.queue.length || this.fatalError !== null || this.host.blocked()) void this.run();
+    if ((this.state as PumpState) === 'stopped') return;
+    if (this.stoppedOn === 'turn') this.yieldTurn();
+    else if (this.head < this.queue.length || this.fatalError !== null || this.host.blocked()) this.run();
     else this.state = 'idle';
   }
 
-  /** Starts handling again once a bound cleared (output drained, an in-flight slot freed). */
+  /** Handles again, in a turn, once a bound cleared (output drained, an in-flight slot freed). */
   kick(): void {
-    if (this.state === 'waiting') void this.run();
+    if (this.state === 'waiting') this.yieldTurn();
   }
 
   /** Drops what is queued; nothing more is handled. */
@@ -119,7 +120,7 @@ export class ReadPump {
     if (outcome === 'hold') {
       this.stoppedOn = 'other';
       this.queue.push(body);
-    } else if (outcome === 'async') this.stoppedOn = 'async';
+    } else if (outcome === 'async') this.stoppedOn = 'turn';
   }
 
   private startTurn(): void {
@@ -137,11 +138,11 @@ export class ReadPump {
   private yieldTurn(): void {
     this.pause();
     this.state = 'yielded';
-    setImmediate(this.runBound);
+    this.schedule(this.runBound);
   }
 
-  /** Handles queued bodies in turns until the queue is empty, then reads again. */
-  private async run(): Promise<void> {
+  /** One turn over the queued bodies; then another turn is asked for, or reading resumes once the queue is empty. */
+  private run(): void {
     if (this.state === 'stopped') return;
     if (this.state !== 'running') this.startTurn();
     this.state = 'running';
@@ -151,13 +152,10 @@ export class ReadPump {
       const outcome = this.host.handle(this.queue[this.head]!);
       if (outcome === 'hold') return this.wait();
       this.head++;
-      if (outcome === 'async') {
-        this.pause();
-        await null;
-        // a close during the await stops the pump
-        if ((this.state as PumpState) === 'stopped') return;
-      }
+      if (outcome === 'async' && this.head < this.queue.length) return this.yieldTurn();
     }
+    // the host closed the connection while handling (a fatal frame, a refused hello)
+    if ((this.state as PumpState) === 'stopped') return;
     this.queue = [];
     this.head = 0;
     if (this.fatalError !== null) {

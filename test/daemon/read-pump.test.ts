@@ -70,11 +70,13 @@ test('a held body stays first and is offered again on kick; nothing behind it ru
   assert.is(host.paused, 1);
   slots = 1;
   pump.kick();
+  assert.equal(host.handled, [0], 'the kick asks for a turn rather than running at once');
+  await nextTurn();
   assert.equal(host.handled, [0, 1, 2]);
   assert.is(host.resumed, 1);
 });
 
-test('blocked output stops handling, and keeps the socket paused even with nothing queued, until kick', () => {
+test('blocked output stops handling, and keeps the socket paused even with nothing queued, until kick', async () => {
   const { host, pump } = fakeHost();
   host.blocked = true;
   feed(pump, 2);
@@ -82,6 +84,7 @@ test('blocked output stops handling, and keeps the socket paused even with nothi
   assert.is(host.paused, 1);
   host.blocked = false;
   pump.kick();
+  await nextTurn();
   assert.equal(host.handled, [0, 1]);
   assert.is(host.resumed, 1);
 });
