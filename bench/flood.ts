@@ -7,7 +7,7 @@
  * Usage: flood [duration_s] [flooders]. Last line: one JSON object of the figures.
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -41,6 +41,12 @@ function seed(dataDir: string, n: number): void {
   } finally {
     store.close();
   }
+}
+
+/** utime + stime of a process, in seconds (Linux /proc; clock ticks of 1/100 s). */
+function cpuSeconds(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
 interface Attempt {
@@ -108,7 +114,11 @@ export default async function main(argv: string[]): Promise<void> {
     const sampler = setInterval(() => (rssPeak = Math.max(rssPeak, vmRssBytes(daemon.pid))), 100);
     // flood-child compiles with tsx first: give it a moment so the whole window is under flood
     await new Promise((r) => setTimeout(r, 1500));
-    const flooded = summary(await wellBehaved(daemon.port, Date.now() + (durationS - 2) * 1000));
+    const cpuBefore = cpuSeconds(daemon.pid);
+    const floodedAttempts = await wellBehaved(daemon.port, Date.now() + (durationS - 2) * 1000);
+    const flooded = summary(floodedAttempts);
+    const cpuFlood = cpuSeconds(daemon.pid) - cpuBefore;
+    if (process.env.BENCH_VERBOSE) console.log(floodedAttempts.map((a) => (a.ms === null ? a.error : a.ms.toFixed(0))).join(' '));
     await childDone;
     clearInterval(sampler);
     const rssAfter = await daemon.rss();
@@ -123,6 +133,7 @@ export default async function main(argv: string[]): Promise<void> {
     console.log(row('idle', idle));
     console.log(row('flooded', flooded));
     console.log(`flooders: ${flood.hellos} hellos, ${flood.batches} batches (${flood.requests_written} requests written), cut off ${flood.cut_off} times; daemon counted ${JSON.stringify(counted)}`);
+    console.log(`daemon CPU while flooded: ${cpuFlood.toFixed(2)} s of ${durationS - 2} s`);
     console.log(`daemon RSS: before ${(rssBefore / MiB).toFixed(1)} MB, peak ${(rssPeak / MiB).toFixed(1)} MB, after ${(rssAfter / MiB).toFixed(1)} MB  (target: flooded p99 < 100 ms, RSS bounded)`);
     console.log(
       JSON.stringify({
@@ -138,6 +149,7 @@ export default async function main(argv: string[]): Promise<void> {
         flooded_max_ms: flooded.max,
         flooded_attempts: flooded.n,
         flooded_failed: flooded.failed,
+        daemon_cpu_s_flooded: Number(cpuFlood.toFixed(2)),
         flooder_batches: flood.batches,
         flooder_cut_off: flood.cut_off,
         stalled_disconnects: counted['disconnects_total{reason="stalled"}'],

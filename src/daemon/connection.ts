@@ -128,7 +128,7 @@ export class Connection implements CoreControl {
           if (!this.closing) socket.resume();
         },
       },
-      (turn) => shared.scheduler.enqueue(turn),
+      shared.scheduler,
     );
   }
 

@@ -10,6 +10,7 @@
  * when the turn ends, or behind one that cannot run at once, are queued.
  */
 import { performance } from 'node:perf_hooks';
+import { TurnScheduler } from './turn-scheduler.js';
 
 /** Frames one connection may handle before other connections get a turn. */
 export const FRAMES_PER_TURN = 256;
@@ -53,10 +54,10 @@ export class ReadPump {
   private readonly enqueueBound = (body: Buffer): void => void this.queue.push(body);
   private readonly directBound = (body: Buffer): void => this.direct(body);
 
-  /** `schedule` runs a turn later, after other connections' (the daemon's TurnScheduler); setImmediate alone. */
+  /** `scheduler` shares the loop with the daemon's other connections; a pump of its own when alone (tests). */
   constructor(
     private readonly host: ReadPumpHost,
-    private readonly schedule: (turn: () => void) => void = setImmediate,
+    private readonly scheduler: TurnScheduler = new TurnScheduler(),
   ) {}
 
   /** Bodies not yet handled. */
@@ -75,10 +76,19 @@ export class ReadPump {
       this.split(chunk, split, this.enqueueBound);
       return;
     }
+    if (!this.scheduler.directAllowed()) {
+      // this iteration's poll phase has had its share: a turn in the next round, ahead of the backlogs
+      this.split(chunk, split, this.enqueueBound);
+      this.pause();
+      this.state = 'yielded';
+      this.scheduler.enqueue(this.runBound, true);
+      return;
+    }
     this.state = 'running';
     this.startTurn();
     this.stoppedOn = null;
     this.split(chunk, split, this.directBound);
+    this.scheduler.chargeDirect(performance.now() - this.turnStarted);
     if ((this.state as PumpState) === 'stopped') return;
     if (this.stoppedOn === 'turn') this.yieldTurn();
     else if (this.head < this.queue.length || this.fatalError !== null || this.host.blocked()) this.run();
@@ -138,7 +148,7 @@ export class ReadPump {
   private yieldTurn(): void {
     this.pause();
     this.state = 'yielded';
-    this.schedule(this.runBound);
+    this.scheduler.enqueue(this.runBound);
   }
 
   /** One turn over the queued bodies; then another turn is asked for, or reading resumes once the queue is empty. */

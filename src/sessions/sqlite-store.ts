@@ -74,14 +74,22 @@ return {
     ),
     get: db.prepare<[string], SessionRow>('SELECT * FROM sessions WHERE id = ?'),
     // One statement for every filter shape: absent parts are NULL and drop out.
-    // The cursor is a position in the list order, so a page costs its own rows (the created_at index), not the
-    // rows before it.
-    list: db.prepare<{ states: string | null; since: number | null; until: number | null; after_at: number | null; after_id: string | null; limit: number }, SessionRow>(
+    list: db.prepare<{ states: string | null; since: number | null; until: number | null; limit: number }, SessionRow>(
       `SELECT * FROM sessions
        WHERE (@states IS NULL OR state IN (SELECT value FROM json_each(@states)))
          AND (@since IS NULL OR created_at >= @since)
          AND (@until IS NULL OR created_at < @until)
-         AND (@after_at IS NULL OR created_at < @after_at OR (created_at = @after_at AND id > @after_id))
+       ORDER BY created_at DESC, id
+       LIMIT @limit`,
+    ),
+    // The page after a cursor: created_at <= the cursor's is an index range (not inside an OR), so a page costs its
+    // own rows, not the rows before it.
+    listAfter: db.prepare<{ states: string | null; since: number | null; until: number | null; after_at: number; after_id: string; limit: number }, SessionRow>(
+      `SELECT * FROM sessions
+       WHERE created_at <= @after_at AND (created_at < @after_at OR id > @after_id)
+         AND (@states IS NULL OR state IN (SELECT value FROM json_each(@states)))
+         AND (@since IS NULL OR created_at >= @since)
+         AND (@until IS NULL OR created_at < @until)
        ORDER BY created_at DESC, id
        LIMIT @limit`,
     ),
@@ -150,15 +158,14 @@ export class SqliteSessionStore implements SessionStore {
   }
 
   list(filter: SessionFilter = {}): SessionRecord[] {
-    const rows = this.stmt.list.all({
+    const params = {
       states: filter.states ? JSON.stringify(filter.states) : null,
       since: filter.since ?? null,
       until: filter.until ?? null,
-      after_at: filter.after?.createdAt ?? null,
-      after_id: filter.after?.id ?? null,
       // SQLite reads a negative LIMIT as "no limit".
       limit: filter.limit ?? -1,
-    });
+    };
+    const rows = filter.after ? this.stmt.listAfter.all({ ...params, after_at: filter.after.createdAt, after_id: filter.after.id }) : this.stmt.list.all(params);
     return this.hydrate(rows);
   }
 
