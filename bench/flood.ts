@@ -86,7 +86,7 @@ async function daemonCounters(port: number): Promise<Record<string, number>> {
   try {
     const { text } = await client.request<{ text: string }>('metrics', {});
     const out: Record<string, number> = {};
-    for (const m of text.matchAll(/^edgeecho_(disconnects_total\{reason="(?:stalled|write_buffer)"\}|read_pauses_total|frames_in_total) (\S+)$/gm)) out[m[1]!] = Number(m[2]);
+    for (const m of text.matchAll(/^edgeecho_(disconnects_total\{reason="(?:stalled|write_buffer)"\}|read_pauses_total|frames_in_total|nodejs_eventloop_lag_max_seconds|nodejs_eventloop_lag_p99_seconds) (\S+)$/gm)) out[m[1]!] = Number(m[2]);
     return out;
   } finally {
     await client.close();

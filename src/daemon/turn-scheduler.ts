@@ -9,9 +9,9 @@
 import { performance } from 'node:perf_hooks';
 
 /** Time the queued turns of all connections may take per event-loop iteration. */
-export const ROUND_BUDGET_MS = 4;
+export const ROUND_BUDGET_MS = 1;
 /** Time frames may be handled as they arrive, all connections together, per event-loop iteration. */
-export const DIRECT_BUDGET_MS = 4;
+export const DIRECT_BUDGET_MS = 2;
 
 export class TurnScheduler {
   private urgent: Array<() => void> = [];
