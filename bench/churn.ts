@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { connect, type Client } from '../src/client/index.js';
 import { loadConfig, type Config } from '../src/config.js';
 import { runLabel, cleanupDaemons, labelledObjects, startDaemonProcess, TEST_LABEL, waitFor, type DaemonProcess } from '../support/daemon-process.js';
+import { listAllSessions } from '../support/session-pages.js';
 
 const LABEL = runLabel('bench-churn');
 const COUNT = 10_000;
@@ -161,7 +162,7 @@ export default async function main(argv: string[]): Promise<void> {
     }
     const rssEnd = rssBytes(daemon.pid);
     samples.push(rssEnd);
-    const records = (await client.request<{ sessions: Array<{ id: string; state: string; error?: { message?: string } | null }> }>('session.list', { limit: 10_000 })).sessions;
+    const records = await listAllSessions<{ id: string; state: string; error?: { message?: string } | null }>(client);
     const failures = records.filter((r) => r.state !== 'completed');
     const notCompleted = failures.length;
     const reasons = [...new Set(failures.map((r) => `${r.state}: ${r.error?.message ?? 'no error recorded'}`))].slice(0, 5);

@@ -45,7 +45,7 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
       io.stderr.write(`unhealthy: daemon ${version} at ${where} answers, but its ${name} engine does not: ${String(engine.error ?? 'no reason given')}\n`);
       return 1;
     }
-    io.stdout.write(`healthy: daemon ${version} at ${where}, ${name} engine reachable (${String(engine.running ?? '?')} edgeecho containers running)\n`);
+    io.stdout.write(`healthy: daemon ${version} at ${where}, ${name} engine reachable, edgeecho containers running: ${String(engine.running ?? '?')}\n`);
     return 0;
   } catch (err) {
     const e = signal.aborted ? new EdgeechoError('TIMEOUT', `no answer within ${timeoutMs} ms (--timeout-ms)`) : EdgeechoError.from(err);

@@ -8,6 +8,7 @@ import * as assert from 'uvu/assert';
 import { connect, type Client } from '../../src/client/index.js';
 import { dockerOrSkip } from '../support/docker.js';
 import { runLabel, cleanupDaemons, labelledObjects, startDaemonProcess, waitFor, type DaemonProcess } from '../../support/daemon-process.js';
+import { listAllSessions } from '../../support/session-pages.js';
 
 const LABEL = runLabel('daemon-fifty-sessions');
 const SESSIONS = 50;
@@ -41,7 +42,7 @@ if (docker) {
       const notCompleted = outcomes.filter((o) => o.state !== 'completed');
       assert.equal(notCompleted, [], 'every session must complete');
 
-      const records = (await client.request<{ sessions: Array<{ id: string; state: string }> }>('session.list', { limit: 1000 })).sessions;
+      const records = await listAllSessions<{ id: string; state: string }>(client);
       assert.is(records.length, SESSIONS);
       assert.ok(records.every((r) => r.state === 'completed'));
       // The network goes after the terminal state is recorded, so the last removals may lag the watch by a moment.
