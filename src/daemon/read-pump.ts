@@ -9,7 +9,6 @@
  * The common case costs no queue: bodies are handled as the splitter finds them in a chunk, and only those left
  * when the turn ends, or behind one that cannot run at once, are queued.
  */
-import { performance } from 'node:perf_hooks';
 import { TurnScheduler } from './turn-scheduler.js';
 
 /** Frames one connection may handle before other connections get a turn. */
@@ -88,7 +87,7 @@ export class ReadPump {
     this.startTurn();
     this.stoppedOn = null;
     this.split(chunk, split, this.directBound);
-    this.scheduler.chargeDirect(performance.now() - this.turnStarted);
+    this.scheduler.chargeDirect(this.scheduler.now() - this.turnStarted);
     if ((this.state as PumpState) === 'stopped') return;
     if (this.stoppedOn === 'turn') this.yieldTurn();
     else if (this.head < this.queue.length || this.fatalError !== null || this.host.blocked()) this.run();
@@ -134,14 +133,14 @@ export class ReadPump {
   }
 
   private startTurn(): void {
-    this.turnStarted = performance.now();
+    this.turnStarted = this.scheduler.now();
     this.turnHandled = 0;
   }
 
   /** Within the turn's budget and not blocked. The clock is read every 16 frames: per frame it costs a ping a tenth of its time. */
   private mayHandle(): boolean {
     const n = this.turnHandled;
-    if (n >= FRAMES_PER_TURN || ((n & 15) === 15 && performance.now() - this.turnStarted >= TURN_BUDGET_MS)) return false;
+    if (n >= FRAMES_PER_TURN || ((n & 15) === 15 && this.scheduler.now() - this.turnStarted >= TURN_BUDGET_MS)) return false;
     return !this.host.blocked();
   }
 

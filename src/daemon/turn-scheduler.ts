@@ -28,8 +28,8 @@ export class TurnScheduler {
   constructor(
     private readonly budgetMs = ROUND_BUDGET_MS,
     private readonly directBudgetMs = DIRECT_BUDGET_MS,
-    /** ms, monotonic; injectable so tests need no busy loops */
-    private readonly now: () => number = () => performance.now(),
+    /** ms, monotonic; injectable so tests need no busy loops. The pumps measure their turns with it too. */
+    readonly now: () => number = () => performance.now(),
   ) {}
 
   /** Turns waiting for a round. */

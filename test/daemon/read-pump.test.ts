@@ -1,11 +1,14 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { FRAMES_PER_TURN, ReadPump, type Handled, type Split } from '../../src/daemon/read-pump.js';
+import { FRAMES_PER_TURN, ReadPump, TURN_BUDGET_MS, type Handled, type Split } from '../../src/daemon/read-pump.js';
+import { TurnScheduler } from '../../src/daemon/turn-scheduler.js';
 
 const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
+/** A pump on a fake clock (no turn ends on time unless a test advances it) with a host that records what it sees. */
 function fakeHost(outcome: (body: Buffer) => Handled = () => 'done') {
-  const host = { handled: [] as number[], paused: 0, resumed: 0, blocked: false, fatalSeen: null as unknown };
+  const clock = { ms: 0 };
+  const host = { handled: [] as number[], paused: 0, resumed: 0, blocked: false, fatalSeen: null as unknown, clock };
   const pump = new ReadPump({
     handle: (body) => {
       const result = outcome(body);
@@ -16,7 +19,7 @@ function fakeHost(outcome: (body: Buffer) => Handled = () => 'done') {
     fatal: (err) => (host.fatalSeen = err),
     pause: () => host.paused++,
     resume: () => host.resumed++,
-  });
+  }, new TurnScheduler(1, 2, () => clock.ms));
   return { host, pump };
 }
 
@@ -58,6 +61,17 @@ test('at most FRAMES_PER_TURN bodies per turn; paused while bodies are queued, r
   assert.is(host.handled.length, FRAMES_PER_TURN * 2 + 5);
   assert.is(host.resumed, 1);
   assert.equal(host.handled.slice(0, 3), [0, 1, 2], 'in order');
+});
+
+test('a turn also ends once TURN_BUDGET_MS is spent (the clock is read every 16 frames)', async () => {
+  const { host, pump } = fakeHost((b) => {
+    if (b[0] === 19) host.clock.ms += TURN_BUDGET_MS;
+    return 'done';
+  });
+  feed(pump, 100);
+  assert.is(host.handled.length, 31, 'body 19 spent the budget; the clock, read once 31 are handled, ends the turn');
+  await nextTurn();
+  assert.is(host.handled.length, 100);
 });
 
 test('a held body stays first and is offered again on kick; nothing behind it runs meanwhile', async () => {
