@@ -51,7 +51,7 @@ export default async function main(argv: string[]): Promise<void> {
     return finish(id, request);
   };
   const prefix = runPrefix();
-  const reaper = new Reaper({ driver, store, finisher, log: silentLogger, owns: (s) => s.startsWith(prefix) });
+  const reaper = new Reaper({ driver, store, finisher, log: silentLogger });
 
   // The baseline listener: raw engine events, no reaper logic behind it.
   const rawEvents = new AbortController();

@@ -4,7 +4,7 @@
  * exit codes. Logs go to stderr.
  */
 import { writeSync } from 'node:fs';
-import { connect, type Socket } from 'node:net';
+import { connect, type NetConnectOpts, type Socket } from 'node:net';
 
 export const EXIT_OK = 0;
 /** Frames lost, reordered, checksum mismatch, or a peer went away before the run completed. */
@@ -12,6 +12,8 @@ export const EXIT_INCOMPLETE = 1;
 export const EXIT_CONFIG = 2;
 export const EXIT_IDLE_TIMEOUT = 3;
 export const EXIT_TERMINATED = 143;
+/** A data window shorter than this gives no rate (one batch written in microseconds is not a throughput). */
+export const MIN_RATE_WINDOW_MS = 1;
 
 export type Role = 'probe' | 'stream' | 'segmentation';
 
@@ -91,14 +93,18 @@ export class EmulatorRun {
     if (this.finished) return;
     this.finished = true;
     clearTimeout(this.watchdog);
-    const durationMs = this.firstAt ? Math.max(this.lastAt - this.firstAt, 0.001) : 0;
+    // A run cut off (SIGTERM, a failure) was moving data until now: its window ends here, not at the last mark
+    // (the probe marks only the start and end of sending, so a stop mid-run read as a 0 ms window at a huge rate).
+    const end = error && this.firstAt ? performance.now() : this.lastAt;
+    const durationMs = this.firstAt ? end - this.firstAt : 0;
     const c = this.counters;
     const stats: Record<string, unknown> = {
       event: 'stats',
       role: this.role,
       ...c,
       duration_ms: Math.round(durationMs * 1000) / 1000,
-      rate: durationMs ? Math.round((c.frames / durationMs) * 1000) : 0,
+      // Frames per second only over a window long enough to mean something; null otherwise (never a made-up figure).
+      rate: durationMs >= MIN_RATE_WINDOW_MS ? Math.round((c.frames / durationMs) * 1000) : c.frames === 0 ? 0 : null,
       ...this.extras,
     };
     if (error) stats.error = error;
@@ -115,13 +121,13 @@ export const DEFAULT_RETRY_MAX_MS = 1000;
  * Connects, retrying with exponential backoff while the peer is not there yet (refused, unresolvable name,
  * unreachable): containers start in any order. The idle watchdog bounds the total wait.
  */
-export function connectWithRetry(run: EmulatorRun, host: string, port: number, what: string): Promise<Socket> {
+export function connectWithRetry(run: EmulatorRun, host: string, port: number, what: string, options: Omit<NetConnectOpts, 'host' | 'port'> = {}): Promise<Socket> {
   let delay = DEFAULT_RETRY_INITIAL_MS;
   let attempts = 0;
   return new Promise((resolve) => {
     const attempt = (): void => {
       attempts++;
-      const socket = connect({ host, port });
+      const socket = connect({ ...options, host, port } as NetConnectOpts);
       const onError = (err: NodeJS.ErrnoException): void => {
         socket.destroy();
         run.phase = `connecting to ${what} at ${host}:${port} (attempt ${attempts}, last error ${err.code ?? err.message})`;

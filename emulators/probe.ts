@@ -6,7 +6,7 @@
  */
 import { createServer, type Socket } from 'node:net';
 import { encodeFrame, FrameDecoder } from '../protocol/codec.js';
-import { DataFrameEncoder } from './data-frame.js';
+import { DataFrameEncoder } from '../protocol/data-frame.js';
 import { EmulatorRun, EXIT_CONFIG, EXIT_INCOMPLETE, EXIT_OK, log } from './lifecycle.js';
 import { probeSettings, SettingError, type ProbeSettings } from './settings.js';
 
@@ -96,6 +96,11 @@ function main(): void {
         n = Math.min(n, due);
       }
       const batch = encoder.batch(seq, n, Date.now());
+      if (settings.corruptSeq >= seq && settings.corruptSeq < seq + n) {
+        // test-only fault (PROBE_FAULT_CORRUPT_SEQ): the last payload byte of that frame, after the checksum saw it
+        const at = (settings.corruptSeq - seq + 1) * encoder.frameBytes - 1;
+        if (settings.payloadBytes > 0) batch[at] = batch[at]! ^ 0xff;
+      }
       seq += n;
       run.counters.frames = seq;
       run.counters.bytes += batch.length;

@@ -4,8 +4,8 @@
  * frame and exits once the stream closes the connection. Exit 0 only with nothing lost and the checksum right.
  */
 import { encodeFrame, unpackValue } from '../protocol/codec.js';
-import { crc32Update, readDataFrame, type DataFrame } from './data-frame.js';
-import { FrameScanner } from './frame-scanner.js';
+import { crc32Update, readDataFrame, type DataFrame } from '../protocol/data-frame.js';
+import { FrameScanner } from '../protocol/frame-scanner.js';
 import { connectWithRetry, EmulatorRun, EXIT_CONFIG, EXIT_INCOMPLETE, EXIT_OK, log } from './lifecycle.js';
 import { MAX_PAYLOAD_BYTES, segmentationSettings, SettingError, type SegmentationSettings } from './settings.js';
 

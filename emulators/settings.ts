@@ -42,6 +42,11 @@ export interface ProbeSettings {
   payloadBytes: number;
   /** frames/s; 0 = as fast as backpressure allows */
   rate: number;
+  /**
+   * Fault injection for tests only (PROBE_FAULT_CORRUPT_SEQ): the payload of this seq is sent with one byte
+   * flipped while the checksum covers the true bytes. The daemon never sets it; a test bakes it into an image.
+   */
+  corruptSeq: number;
   idleTimeoutMs: number;
 }
 
@@ -52,6 +57,7 @@ export function probeSettings(env: Env): ProbeSettings {
     count: intSetting(env, 'PROBE_COUNT', 1000, 0, MAX_COUNT),
     payloadBytes: intSetting(env, 'PROBE_PAYLOAD_BYTES', DEFAULT_PAYLOAD_BYTES, 0, MAX_PAYLOAD_BYTES),
     rate: intSetting(env, 'PROBE_RATE', 0, 0, 100_000_000),
+    corruptSeq: env.PROBE_FAULT_CORRUPT_SEQ?.trim() ? intSetting(env, 'PROBE_FAULT_CORRUPT_SEQ', 0, 0, MAX_COUNT) : -1,
     idleTimeoutMs: idleTimeout(env),
   };
 }

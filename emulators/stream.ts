@@ -8,11 +8,16 @@
  * Backpressure: the probe is paused while every consumer holds at least PAUSE_BYTES unsent; a consumer that
  * falls more than STREAM_MAX_QUEUE_BYTES behind the fastest one is dropped and counted, so one stalled client
  * neither stalls the others nor grows memory without bound.
+ *
+ * End of a run (protocol/DATA.md): the end frame is relayed, then each consumer's connection is half-closed
+ * (FIN). A consumer is done when it acks the end frame or closes its side after that FIN; the probe is acked
+ * only once every consumer is done or gone, so no sender in the chain exits before its receivers have the end.
  */
 import { createServer, type Socket } from 'node:net';
 import { encodeFrame, FrameDecoder, FRAME_HEADER_BYTES, unpackValue } from '../protocol/codec.js';
-import { peekSeq } from './data-frame.js';
-import { FrameScanner } from './frame-scanner.js';
+import { peekSeq } from '../protocol/data-frame.js';
+import { FrameScanner } from '../protocol/frame-scanner.js';
+import { ReadSlab } from '../protocol/read-slab.js';
 import { connectWithRetry, EmulatorRun, EXIT_CONFIG, EXIT_INCOMPLETE, EXIT_OK, log } from './lifecycle.js';
 import { MAX_PAYLOAD_BYTES, SettingError, streamSettings, type StreamSettings } from './settings.js';
 
@@ -20,10 +25,31 @@ const PAUSE_BYTES = 1024 * 1024;
 /** Largest data frame: payload plus the map around it. */
 const MAX_DATA_FRAME = MAX_PAYLOAD_BYTES + 1024;
 
+/**
+ * How a consumer's connection ended (protocol/DATA.md section 5): completed (acked the end frame, or closed its
+ * side after the stream had handed the end frame and its FIN to the kernel), left (closed or reset before),
+ * dropped (stopped reading), unconfirmed (had every byte but neither acked nor closed within the idle timeout).
+ */
+type Outcome = 'completed' | 'left' | 'dropped' | 'unconfirmed';
+
 interface Consumer {
   id: number;
   socket: Socket;
+  /** Connected after data frames had been relayed: it starts at a later seq. */
+  late: boolean;
+  /** The end frame and the stream's FIN are queued on this connection. */
+  ended: boolean;
+  /** Until the event-loop turn that queued them is over (see the consumer's 'end' handler). */
+  endingTurn: boolean;
+  /** The consumer sent its FIN before the end frame: it may still read, but can no longer say done by closing. */
+  halfClosed: boolean;
   acked: boolean;
+  outcome: Outcome | null;
+  /** For the stall check: when it last made progress, and what it held and how often it drained then. */
+  progressAt: number;
+  lastUnsent: number;
+  drains: number;
+  lastDrains: number;
 }
 
 async function main(): Promise<void> {
@@ -38,9 +64,7 @@ async function main(): Promise<void> {
   const pauseBytes = Math.min(PAUSE_BYTES, settings.maxQueueBytes);
   const consumers = new Set<Consumer>();
   let nextConsumerId = 1;
-  let consumersSeen = 0;
-  let dropped = 0;
-  let acks = 0;
+  const tally = { consumers: 0, late: 0, completed: 0, acked: 0, left: 0, dropped: 0, unconfirmed: 0 };
   let details: Record<string, unknown> | null = null;
   let detailsFrame: Buffer | null = null;
   let listening = false;
@@ -55,7 +79,16 @@ async function main(): Promise<void> {
   let boundPort = settings.port;
   const c = run.counters;
   const updateExtras = (): void => {
-    run.extras = { mode: settings.mode, consumers: consumersSeen, dropped_consumers: dropped, acked_consumers: acks };
+    run.extras = {
+      mode: settings.mode,
+      consumers: tally.consumers,
+      late_consumers: tally.late,
+      completed_consumers: tally.completed,
+      acked_consumers: tally.acked,
+      left_consumers: tally.left,
+      dropped_consumers: tally.dropped,
+      unconfirmed_consumers: tally.unconfirmed,
+    };
   };
   updateExtras();
 
@@ -89,32 +122,57 @@ async function main(): Promise<void> {
   const maybeFinish = (): void => {
     if (probeAcked && probeClosed && consumers.size === 0) {
       updateExtras();
-      const failed = c.lost > 0 || c.out_of_order > 0 || (settings.mode === 'segmented' && acks === 0);
+      const failed = c.lost > 0 || c.out_of_order > 0 || (settings.mode === 'segmented' && tally.completed === 0);
       if (!failed) return run.finish(EXIT_OK);
-      fail(c.lost || c.out_of_order ? `${c.lost} frames lost, ${c.out_of_order} out of order between probe and stream` : 'no consumer acknowledged the end frame in segmented mode');
+      fail(c.lost || c.out_of_order ? `${c.lost} frames lost, ${c.out_of_order} out of order between probe and stream` : 'no consumer received the end frame in segmented mode');
     }
   };
 
-  /** After the end frame: ack the probe once every remaining consumer has acked (or gone). */
+  /**
+   * After the end frame: ack the probe once every consumer has settled, so no sender in the chain exits while a
+   * receiver still lacks the end frame.
+   */
   const maybeAckProbe = (): void => {
-    if (!end || probeAcked || !probe) return;
-    for (const k of consumers) if (!k.acked) return;
+    if (!end || probeAcked || !probe || consumers.size > 0) return;
     probeAcked = true;
-    run.complete = c.lost === 0 && c.out_of_order === 0 && (settings.mode === 'plain' || acks > 0);
+    run.complete = c.lost === 0 && c.out_of_order === 0 && (settings.mode === 'plain' || tally.completed > 0);
     run.setPhase('waiting for the probe to close after the ack');
     probe.write(encodeFrame({ type: 'ack', count: c.frames }));
   };
 
-  const drop = (k: Consumer, lag: number): void => {
-    dropped++;
-    log('stream', 'dropping a consumer that fell behind', { consumer: k.id, lag_bytes: lag, limit: settings.maxQueueBytes });
+  const settle = (k: Consumer, outcome: Outcome, why: string): void => {
+    if (k.outcome) return;
+    k.outcome = outcome;
+    tally[outcome]++;
     consumers.delete(k);
+    log('stream', `consumer ${outcome}`, { consumer: k.id, why, late: k.late, acked: k.acked, unsent_bytes: k.socket.writableLength });
+    // A completed consumer has every byte (its ack or its FIN after ours says so); the others get no more.
     k.socket.destroy();
     updateExtras();
+    updatePause();
+    maybeAckProbe();
+    maybeFinish();
   };
 
-  const relay = (bytes: Buffer): void => {
-    if (consumers.size === 0) return;
+  /** The end frame is queued: half-close toward the consumer, so a reader of EOF knows the stream is over. */
+  const endConsumer = (k: Consumer): void => {
+    k.ended = true;
+    k.endingTurn = true;
+    setImmediate(() => (k.endingTurn = false));
+    k.socket.end();
+  };
+
+  /** Bytes at the head of the probe's stream not to relay: the details frame, sent to each consumer on its own. */
+  let skipBytes = 0;
+
+  const relay = (buf: Buffer, start: number, end: number): void => {
+    if (skipBytes > 0) {
+      const n = Math.min(skipBytes, end - start);
+      skipBytes -= n;
+      start += n;
+    }
+    if (consumers.size === 0 || start === end) return;
+    const bytes = start === 0 && end === buf.length ? buf : buf.subarray(start, end);
     let min = Infinity;
     for (const k of consumers) {
       k.socket.write(bytes);
@@ -122,24 +180,55 @@ async function main(): Promise<void> {
     }
     for (const k of consumers) {
       const lag = k.socket.writableLength - min;
-      if (lag > settings.maxQueueBytes) drop(k, lag);
+      if (lag > settings.maxQueueBytes) settle(k, 'dropped', `fell ${lag} bytes behind the fastest consumer (STREAM_MAX_QUEUE_BYTES=${settings.maxQueueBytes})`);
     }
     updatePause();
   };
 
-  const server = createServer((socket) => {
+  // Half the idle timeout, so the stream settles a silent consumer before the probe, waiting for its ack,
+  // reaches its own idle timeout.
+  const stallMs = Math.max(Math.floor(settings.idleTimeoutMs / 2), 1);
+  let endAt = 0;
+  /**
+   * A consumer that stops reading while it holds the run (the probe is paused on it, or the end frame is out) is
+   * dropped after stallMs without progress; after the end frame one that has every byte but neither acks nor
+   * closes is let go as unconfirmed. So one silent client cannot fail the run.
+   */
+  const checkConsumers = (): void => {
+    const now = Date.now();
+    for (const k of [...consumers]) {
+      const unsent = k.socket.writableLength;
+      if (unsent === 0 || unsent < k.lastUnsent || k.drains !== k.lastDrains) k.progressAt = now;
+      k.lastUnsent = unsent;
+      k.lastDrains = k.drains;
+      if (unsent > 0 && (paused || end) && now - k.progressAt >= stallMs) {
+        settle(k, 'dropped', `stopped reading with ${unsent} bytes unsent for ${now - k.progressAt} ms (half of EMULATOR_IDLE_TIMEOUT_MS=${settings.idleTimeoutMs})`);
+      } else if (unsent === 0 && end && now - endAt >= stallMs) {
+        settle(k, 'unconfirmed', `neither acked nor closed ${now - endAt} ms after the end frame (half of EMULATOR_IDLE_TIMEOUT_MS=${settings.idleTimeoutMs})`);
+      }
+    }
+  };
+  setInterval(checkConsumers, Math.max(Math.floor(stallMs / 4), 1)).unref();
+
+  const server = createServer({ allowHalfOpen: true }, (socket) => {
     run.touch();
     socket.setNoDelay(true);
-    const k: Consumer = { id: nextConsumerId++, socket, acked: false };
+    socket.on('error', (err) => log('stream', 'consumer connection error', { err: err.message }));
     if (end) {
-      // The run is over: a consumer arriving now would wait for frames that never come.
-      socket.destroy();
+      // The run is over: say what it was, then close; no data frame or end frame follows.
+      log('stream', 'consumer connected after the end frame; closing it', { remote: socket.remoteAddress });
+      socket.on('end', () => socket.destroy());
+      socket.on('data', () => undefined);
+      if (detailsFrame) socket.end(detailsFrame);
+      else socket.end();
       return;
     }
+    const k: Consumer = { id: nextConsumerId++, socket, late: c.frames > 0, ended: false, endingTurn: false, halfClosed: false, acked: false, outcome: null, progressAt: Date.now(), lastUnsent: 0, drains: 0, lastDrains: 0 };
     consumers.add(k);
-    consumersSeen++;
+    tally.consumers++;
+    if (k.late) tally.late++;
     updateExtras();
-    log('stream', 'consumer connected', { consumer: k.id, remote: socket.remoteAddress });
+    log('stream', 'consumer connected', { consumer: k.id, remote: socket.remoteAddress, late: k.late, next_seq: expected });
     if (detailsFrame) socket.write(detailsFrame);
     const decoder = new FrameDecoder();
     socket.on('data', (chunk: Buffer) => {
@@ -148,30 +237,37 @@ async function main(): Promise<void> {
       try {
         frames = decoder.push(chunk);
       } catch (err) {
-        log('stream', 'consumer sent a bad frame; closing it', { consumer: k.id, err: (err as Error).message });
-        socket.destroy();
-        return;
+        return settle(k, 'left', `sent a bad frame: ${(err as Error).message}`);
       }
       for (const f of frames) {
         const v = f.ok ? (f.value as { type?: unknown }) : null;
-        if (v?.type === 'ack' && end && !k.acked) {
+        if (v?.type === 'ack' && k.ended) {
           k.acked = true;
-          acks++;
-          updateExtras();
-          maybeAckProbe();
+          tally.acked++;
+          settle(k, 'completed', 'acked the end frame');
         }
       }
     });
     socket.on('drain', () => {
+      k.drains++;
       run.touch();
       if (paused) updatePause();
     });
-    socket.on('error', (err) => log('stream', 'consumer connection error', { consumer: k.id, err: err.message }));
-    socket.on('close', () => {
-      if (consumers.delete(k)) log('stream', 'consumer disconnected', { consumer: k.id, acked: k.acked });
-      updatePause();
-      maybeAckProbe();
-      maybeFinish();
+    // The consumer's FIN. After the end frame and our FIN were handed to the kernel it is the consumer's
+    // "done" (a reader of EOF closing). Before that it is a half-close (ncat or a BSD nc with stdin at EOF, a
+    // client with nothing to say): the consumer may still be reading, so it keeps getting frames; if it has gone,
+    // the next writes fail and it is counted left. A FIN seen in the turn that queued the end frame was already
+    // waiting when it was written, so it is taken as a half-close too (DATA.md 5.3 names the remaining race).
+    socket.on('end', () => {
+      run.touch();
+      if (k.ended && !k.endingTurn && socket.writableLength === 0) return settle(k, 'completed', 'closed after the end frame');
+      k.halfClosed = true;
+      log('stream', 'consumer half-closed; still sending to it', { consumer: k.id, ended: k.ended });
+    });
+    // A half-closed consumer's socket closes cleanly once our FIN is out, which says nothing about delivery: the
+    // stall check settles it (acked, or unconfirmed after stallMs). Any other close is a reset or a lost peer.
+    socket.on('close', (hadError) => {
+      if (!(k.halfClosed && !hadError)) settle(k, 'left', 'connection reset or lost');
     });
     maybeStart();
   });
@@ -182,10 +278,20 @@ async function main(): Promise<void> {
   listening = true;
 
   run.setPhase(`connecting to the probe at ${settings.probeHost}:${settings.probePort}`);
-  const socket = await connectWithRetry(run, settings.probeHost, settings.probePort, 'the probe');
+  const reads = new ReadSlab();
+  const early: Buffer[] = [];
+  let onProbeData: (chunk: Buffer) => void = (chunk) => early.push(chunk);
+  const socket = await connectWithRetry(run, settings.probeHost, settings.probePort, 'the probe', {
+    onread: {
+      buffer: () => reads.next(),
+      callback: (n: number, region: Uint8Array) => {
+        onProbeData(reads.taken(region, n));
+        return true;
+      },
+    },
+  });
   run.setPhase('waiting for the probe details');
   const scanner = new FrameScanner(MAX_DATA_FRAME);
-  let skipTo = 0;
 
   const onFrame = (buf: Buffer, start: number, length: number): boolean => {
     const seq = peekSeq(buf, start, length);
@@ -212,7 +318,7 @@ async function main(): Promise<void> {
       details = { ...v };
       delete details.type;
       detailsFrame = encodeFrame(v);
-      skipTo = start + length;
+      skipBytes = FRAME_HEADER_BYTES + length;
       for (const k of consumers) k.socket.write(detailsFrame);
       printReady();
       run.setPhase(settings.mode === 'segmented' ? 'waiting for the segmentation server to connect' : `waiting up to ${settings.graceMs} ms (STREAM_GRACE_MS) for a consumer`);
@@ -240,7 +346,7 @@ async function main(): Promise<void> {
       end = { count, checksum: v.checksum };
       if (count > expected) c.lost += count - expected;
       run.markData();
-      run.setPhase(`waiting for ${consumers.size} consumer(s) to ack the end frame`);
+      run.setPhase(`waiting for ${consumers.size} consumer(s) to ack or close after the end frame`);
       return false;
     }
     log('stream', 'relaying an unexpected frame from the probe', { type: v?.type });
@@ -248,30 +354,32 @@ async function main(): Promise<void> {
   };
 
   probe = socket;
-  socket.on('data', (chunk: Buffer) => {
+  onProbeData = (chunk: Buffer): void => {
     run.touch();
     if (end) return;
     if (started && c.frames === 0) run.markData();
-    let scanned;
+    // One write per read: a frame split across reads is relayed as its own small buffer before the run that
+    // follows it, and two writes would be two segments (no Nagle) and two wakeups of every consumer.
+    for (const k of consumers) k.socket.cork();
     try {
-      scanned = scanner.push(chunk, onFrame);
+      scanner.push(chunk, onFrame, relay);
     } catch (err) {
       return fail(`probe stream is corrupt: ${(err as Error).message}`);
+    } finally {
+      for (const k of consumers) k.socket.uncork();
     }
-    if (scanned) {
-      const from = skipTo;
-      skipTo = 0;
-      if (scanned.end > from) relay(scanned.buf.subarray(from, scanned.end));
+    if (end) {
+      endAt = Date.now();
+      for (const k of consumers) endConsumer(k);
     }
     maybeStart();
     if (end) maybeAckProbe();
-  });
+  };
+  for (const chunk of early.splice(0)) onProbeData(chunk);
   socket.on('error', (err) => log('stream', 'probe connection error', { err: err.message }));
   socket.on('close', () => {
     probeClosed = true;
     if (!probeAcked) return fail(`probe closed the connection while ${run.phase}`);
-    run.setPhase(`closing ${consumers.size} consumer connection(s)`);
-    for (const k of consumers) k.socket.end();
     maybeFinish();
   });
 }

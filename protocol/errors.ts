@@ -18,6 +18,7 @@ export const ERROR_CODES = {
   UNSUPPORTED_PROTOCOL: 'no protocol version in common',
   INTERNAL: 'an unexpected error inside the daemon',
   CONNECTION_CLOSED: 'client side only, never sent: the connection failed or closed before the answer came',
+  DATA_LOSS: 'client side only, never sent: a stream read at a session location missed, reordered or corrupted frames',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -8,16 +8,17 @@ export const SUPPORTED_PROTOCOLS: readonly number[] = [1];
 export type RequestId = number | string;
 
 /**
- * The version two sides speak: the highest one both list, or null when they share none. The client passes the
- * greeting's `protocols` (or its single `protocol`); the daemon passes the one version hello asked for.
+ * The version two sides speak: the highest one both list, or null when they share none. `theirs` is what the other
+ * side offers: a greeting (its `protocols`, or its single `protocol` from a daemon that sends no list) or a list
+ * (the daemon passes the one version hello asked for).
  */
-export function chooseProtocol(theirs: readonly number[], ours: readonly number[] = SUPPORTED_PROTOCOLS): number | null {
-  const common = ours.filter((v) => theirs.includes(v));
+export function chooseProtocol(theirs: readonly number[] | { protocol: number; protocols?: readonly number[] }, ours: readonly number[] = SUPPORTED_PROTOCOLS): number | null {
+  const offered = Array.isArray(theirs) ? theirs : offeredProtocols(theirs as { protocol: number; protocols?: readonly number[] });
+  const common = ours.filter((v) => offered.includes(v));
   return common.length ? Math.max(...common) : null;
 }
 
-/** What a greeting offers: its `protocols` list, or its one `protocol` from a daemon that sends no list. */
-export function offeredProtocols(greeting: { protocol: number; protocols?: readonly number[] }): readonly number[] {
+function offeredProtocols(greeting: { protocol: number; protocols?: readonly number[] }): readonly number[] {
   return Array.isArray(greeting.protocols) ? greeting.protocols : [greeting.protocol];
 }
 
@@ -63,13 +64,22 @@ export interface EventFrame {
 
 export type ServerFrame = Greeting | StatusFrame | ResultFrame | ErrorFrame | EventFrame;
 
-/** Ids are unsigned integers or non-empty strings of at most 128 characters. */
+/** Ids are unsigned integers or non-empty strings of at most 128 characters (Unicode code points, not UTF-16 units). */
 export const MAX_ID_CHARS = 128;
+
+/** True when the string has 1..max code points; stops counting past max, so a huge string costs no more than max steps. */
+function codePointsWithin(s: string, max: number): boolean {
+  if (s.length === 0) return false;
+  if (s.length <= max) return true;
+  let n = 0;
+  for (const _ of s) if (++n > max) return false;
+  return true;
+}
 
 export function isRequestId(value: unknown): value is RequestId {
   return (
     (typeof value === 'number' && Number.isSafeInteger(value) && value >= 0) ||
-    (typeof value === 'string' && value.length > 0 && value.length <= MAX_ID_CHARS)
+    (typeof value === 'string' && codePointsWithin(value, MAX_ID_CHARS))
   );
 }
 

@@ -1,7 +1,7 @@
 /**
  * The composition root: builds everything behind the daemon's op registry from the config, in start-up order
  * (runtime, emulators, records, resources, admission, session lifecycle, reconcile, reaper, sweep), and closes it
- * in reverse. Nothing imports this file but the CLI's daemon command.
+ * in reverse. Nothing imports this file but the CLI's daemon command (and tests of it).
  */
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -17,15 +17,18 @@ import { Metrics, metricsOp } from './metrics/metrics.js';
 import { SessionBus } from './sessions/events.js';
 import { SessionLifecycle } from './sessions/lifecycle.js';
 import { Reaper } from './sessions/reaper.js';
+import { scopeToInstance } from './sessions/instance.js';
 import { reconcile } from './sessions/reconcile.js';
 import { openSessionStore, SESSION_DB_FILE } from './sessions/sqlite-store.js';
-import { LIVE_STATES } from './sessions/types.js';
+import { LIVE_STATES, TERMINAL_STATES } from './sessions/types.js';
 import { ObjectAges, Sweep } from './sessions/sweep.js';
 
 export interface Ops {
   registry: OpRegistry;
   /** Absent for core-only daemons; the daemon command adds the connection metrics and the HTTP listener. */
   metrics?: Metrics;
+  /** The instance id this daemon labels its objects with (absent when it drives no runtime). */
+  instance?: string;
   close(): Promise<void>;
 }
 
@@ -41,12 +44,15 @@ export async function createOps(config: Config, log: Logger): Promise<Ops> {
     const images = await runtime.prepare({});
     log.info({ built: images.built, present: images.present, base: images.base }, 'emulator images ready');
   }
-  const { driver } = runtime;
 
   mkdirSync(config.dataDir, { recursive: true, mode: 0o750 });
   const store = openSessionStore(join(config.dataDir, SESSION_DB_FILE));
   const closers: Array<() => Promise<void> | void> = [() => store.close()];
   try {
+    const instance = store.instanceId();
+    log.info({ instance, dataDir: config.dataDir }, 'instance');
+    // Everything below sees only this instance's objects: another daemon on the same engine is never judged.
+    const driver = await scopeToInstance({ driver: runtime.driver, store, instance, log });
     const bus = new SessionBus();
     const tracker = new ResourceTracker({ driver, dataDir: config.dataDir, cron: config.resourcesCron, log: log.child({ component: 'resources' }) });
     await tracker.start();
@@ -56,6 +62,14 @@ export async function createOps(config: Config, log: Logger): Promise<Ops> {
     const labels = parseObjectLabels(config.objectLabels);
     const lifecycle = new SessionLifecycle({ driver, store, bus, admission, config, log: sessionLog, labels });
     const ages = new ObjectAges();
+    // A session's usage is sampled as it turns ready and dropped as it ends, not left to the next scheduled sample.
+    closers.unshift(
+      bus.subscribe(null, (update) => {
+        if (!update.record) return;
+        if (update.state === 'ready') tracker.sampleSession(update.id).catch((err: Error) => sessionLog.debug({ session: update.id, err: err.message }, 'usage at ready not sampled'));
+        else if (TERMINAL_STATES.includes(update.state)) tracker.forget(update.id);
+      }),
+    );
     const reaper = new Reaper({ driver, store, finisher: lifecycle, log: sessionLog, bus });
     // before reconcile, so what it finishes is counted
     const metrics = new Metrics({ bus, liveSessions: () => store.list({ states: LIVE_STATES }), onEngineStream: (listener) => reaper.onStream(listener) });
@@ -83,9 +97,9 @@ export async function createOps(config: Config, log: Logger): Promise<Ops> {
     const registry = new OpRegistry();
     const usage = (session: string) => tracker.latest()?.sessions.find((s) => s.session === session);
     for (const op of sessionOps({ lifecycle, store, config, usage })) registry.register(op);
-    for (const op of resourceOps({ tracker, admission })) registry.register(op);
+    for (const op of resourceOps({ tracker, admission, instance })) registry.register(op);
     registry.register(metricsOp(metrics));
-    return { registry, metrics, close: () => closeAll(closers, log) };
+    return { registry, metrics, instance, close: () => closeAll(closers, log) };
   } catch (err) {
     await closeAll(closers, log);
     throw err;

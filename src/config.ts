@@ -76,7 +76,7 @@ export const SETTINGS = {
   minFreeMemory: { env: 'EDGEECHO_MIN_FREE_MEMORY', kind: 'bytes', min: 0, max: Number.MAX_SAFE_INTEGER, default: () => '256m', help: 'refuse sessions while host available memory is below this' },
   sessionTtlS: { env: 'EDGEECHO_SESSION_TTL_S', kind: 'int', min: 10, max: 30 * 86_400, default: () => '3600', help: 'a session still live after this is stopped and marked failed' },
   sweepCron: { env: 'EDGEECHO_SWEEP_CRON', kind: 'cron', default: () => '*/30 * * * * *', help: 'safety-net sweep schedule (cron with seconds)' },
-  orphanGraceS: { env: 'EDGEECHO_ORPHAN_GRACE_S', kind: 'int', min: 0, max: 86_400, default: () => '60', help: 'labelled objects no record claims are removed once older than this' },
+  orphanGraceS: { env: 'EDGEECHO_ORPHAN_GRACE_S', kind: 'int', min: 0, max: 86_400, default: () => '60', help: 'objects of this instance that no record claims are removed once older than this (other instances\' never are)' },
   retentionDays: { env: 'EDGEECHO_RETENTION_DAYS', kind: 'int', min: 0, max: 3650, default: () => '14', help: 'finished session records older than this are pruned' },
   keepFailed: { env: 'EDGEECHO_KEEP_FAILED', kind: 'bool', default: () => 'false', help: 'keep failed sessions\' containers for debugging (removed by the TTL sweep)' },
   stopSessionsOnShutdown: { env: 'EDGEECHO_STOP_SESSIONS_ON_SHUTDOWN', kind: 'bool', default: () => 'false', help: 'stop live sessions on shutdown instead of adopting them at the next start' },
@@ -239,14 +239,14 @@ export function loadConfig(options: LoadOptions = {}): { config: Config; rest: s
   return { config: config as Config, rest };
 }
 
-/** EDGEECHO_OBJECT_LABELS as a label map; io.edgeecho.managed/session/role stay the daemon's own. */
+/** EDGEECHO_OBJECT_LABELS as a label map; io.edgeecho.managed/session/role/instance stay the daemon's own. */
 export function parseObjectLabels(text: string): Record<string, string> {
   const labels: Record<string, string> = {};
   for (const part of text.split(',').map((p) => p.trim()).filter(Boolean)) {
     const eq = part.indexOf('=');
     const key = eq > 0 ? part.slice(0, eq).trim() : '';
-    if (!/^[a-z0-9][a-z0-9._-]*$/i.test(key) || /^io\.edgeecho\.(managed|session|role)$/.test(key)) {
-      throw new EdgeechoError('BAD_REQUEST', `EDGEECHO_OBJECT_LABELS: expected key=value pairs with keys other than io.edgeecho.managed/session/role, got "${part}"`);
+    if (!/^[a-z0-9][a-z0-9._-]*$/i.test(key) || /^io\.edgeecho\.(managed|session|role|instance)$/.test(key)) {
+      throw new EdgeechoError('BAD_REQUEST', `EDGEECHO_OBJECT_LABELS: expected key=value pairs with keys other than io.edgeecho.managed/session/role/instance, got "${part}"`);
     }
     labels[key] = part.slice(eq + 1).trim();
   }

@@ -2,8 +2,10 @@
  * A real `edgeecho daemon` as a child process (TypeScript source through tsx) on a free port with its own data
  * dir, for tests and benches that must kill it the hard way and start it again on the same records. Every
  * object it creates carries the given io.edgeecho.test label (EDGEECHO_OBJECT_LABELS), so cleanup can find
- * them by that label without touching other users of the engine; its orphan grace is a day, so its sweep
- * leaves alone the labelled objects of daemons and tests it does not know.
+ * them by that label without touching other users of the engine. Its own data dir makes it its own instance: its
+ * reaper, sweep and reconcile judge only objects labelled with that instance, so the default orphan grace cannot
+ * reach the objects of other daemons, tests, or edgeecho versions before instances (unlabelled, claimed by no
+ * record of a fresh data dir).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -68,7 +70,6 @@ export async function startDaemonProcess(options: DaemonProcessOptions): Promise
     EDGEECHO_SOCKET: '',
     EDGEECHO_TOKEN_FILE: '',
     EDGEECHO_LOG_LEVEL: 'info',
-    EDGEECHO_ORPHAN_GRACE_S: '86400',
     EDGEECHO_OBJECT_LABELS: `${TEST_LABEL}=${options.label}`,
     ...options.env,
   };

@@ -8,6 +8,8 @@ import { randomBytes } from 'node:crypto';
 import { buildHostNodeBase } from '../src/runtime/docker/base-image.js';
 import { DockerDriver } from '../src/runtime/docker/driver.js';
 import { LABEL_SESSION, type ContainerRef, type Role } from '../src/runtime/driver.js';
+import { InstanceScope } from '../src/runtime/instance-scope.js';
+import { newInstanceId } from '../src/sessions/session-id.js';
 import type { SessionStore } from '../src/sessions/types.js';
 import { silentLogger } from '../src/log.js';
 
@@ -19,15 +21,23 @@ export const TEST_SUBNET_POOL = '10.219.0.0/16';
 export const RUN_UNTIL_TERM = "process.on('SIGTERM',()=>process.exit(0));console.log('armed');setInterval(()=>{},1e6)";
 export const EXIT_AT_ONCE = 'process.exit(0)';
 
-export function testDriver(docker: Docker): DockerDriver {
-  return new DockerDriver({ docker, subnetPool: TEST_SUBNET_POOL, subnetPrefix: 28, log: silentLogger });
+/** The Docker runtime as a daemon of its own instance sees it (default: a new one), plus dockerode for raw calls. */
+export type TestDriver = InstanceScope & { readonly docker: Docker };
+
+/**
+ * Pass the same `instance` to see what an earlier "daemon" left; detectors under test on a fresh instance judge
+ * nothing the other tests and daemons on this engine made.
+ */
+export function testDriver(docker: Docker, instance = newInstanceId()): TestDriver {
+  const scope = new InstanceScope(new DockerDriver({ docker, subnetPool: TEST_SUBNET_POOL, subnetPrefix: 28, log: silentLogger }), { instance });
+  return Object.assign(scope, { docker });
 }
 
 export function baseImage(docker: Docker): Promise<string> {
   return buildHostNodeBase(docker, silentLogger);
 }
 
-/** A prefix for this run's session ids: the scope the sweep and reconcile under test may touch. */
+/** A prefix for this run's session ids, so cleanup by session label finds only this run's objects. */
 export function runPrefix(): string {
   return 'rt' + randomBytes(3).toString('hex');
 }
@@ -49,7 +59,7 @@ export interface Launched {
   containers: ContainerRef[];
 }
 
-export async function launchSession(driver: DockerDriver, store: SessionStore | null, image: string, id: string, options: LaunchOptions = {}): Promise<Launched> {
+export async function launchSession(driver: TestDriver, store: SessionStore | null, image: string, id: string, options: LaunchOptions = {}): Promise<Launched> {
   const scripts = options.scripts ?? { probe: EXIT_AT_ONCE, stream: RUN_UNTIL_TERM };
   const record = options.record !== false && store !== null;
   const roles = Object.keys(scripts) as Role[];

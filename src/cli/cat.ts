@@ -7,7 +7,7 @@ import { createInterface } from 'node:readline';
 import type { Duplex } from 'node:stream';
 import { decodeBody, FrameSplitter, FrameWriter } from '../../protocol/codec.js';
 import { EdgeechoError } from '../../protocol/errors.js';
-import { chooseProtocol, isRequestId, offeredProtocols, PROTOCOL_VERSION, type RequestId } from '../../protocol/messages.js';
+import { chooseProtocol, isRequestId, PROTOCOL_VERSION, type RequestId } from '../../protocol/messages.js';
 import { createNetSocket, DEFAULT_CLIENT_MAX_FRAME_BYTES, DEFAULT_CONNECT_TIMEOUT_MS, describeTarget, targetOf, type Greeting } from '../client/index.js';
 import { CONNECTION_FLAGS, connectionOptions, formatFlags, parseFlags, UsageError, type CliIo, type FlagSpec } from './args.js';
 import { frameLine, IdFiller, malformedLine, parseJsonLine, splitChunk } from './frame-json.js';
@@ -116,7 +116,7 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
     if (frame.kind === 'hello' && !greeting) {
       greeting = frame as unknown as Greeting;
       if (sendHello) {
-        let protocol = chooseProtocol(offeredProtocols(greeting));
+        let protocol = chooseProtocol(greeting);
         if (protocol === null) {
           fail(`daemon speaks protocol versions [${String(greeting.protocols)}], cat speaks [${PROTOCOL_VERSION}]; sending hello with ${PROTOCOL_VERSION} anyway`);
           protocol = PROTOCOL_VERSION;

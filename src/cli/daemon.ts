@@ -10,6 +10,7 @@ import { Daemon } from '../daemon/daemon.js';
 import type { Peer } from '../daemon/listen.js';
 import { planListeners, type ListenerPlan } from '../daemon/listeners-from-config.js';
 import { createSystemdNotifier } from '../daemon/systemd-notify.js';
+import { installTestHooks } from '../daemon/test-hooks.js';
 import { createOps } from '../compose.js';
 import { assertExposureAllowed } from '../daemon/auth.js';
 import { parseMetricsAddress, serveMetrics, type MetricsAddress, type MetricsServer } from '../metrics/metrics-http.js';
@@ -72,6 +73,7 @@ export async function runDaemon(argv: string[], options: RunDaemonOptions = {}):
       registry: ops.registry,
       log,
       listeners: plan.listeners,
+      ...(ops.instance ? { instance: ops.instance } : {}),
       ...(auth ? { authenticate: (token: string | undefined, peer: Peer) => auth.authenticate(token, peer) } : {}),
     });
     if (ops.metrics) {
@@ -87,6 +89,7 @@ export async function runDaemon(argv: string[], options: RunDaemonOptions = {}):
     await ops.close().catch(() => undefined);
     return err instanceof EdgeechoError && err.code === 'BAD_REQUEST' ? EXIT_CONFIG : EXIT_START;
   }
+  installTestHooks(options.env ?? process.env, log);
   const stopWatchdog = notifier.startWatchdog();
   const { signal, dispose } = await waitForStop(log, options.stop);
   log.info({ signal }, 'stopping');

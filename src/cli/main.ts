@@ -57,23 +57,14 @@ export const COMMANDS: CommandEntry[] = [
   { name: 'cat', summary: 'send JSON requests from stdin, print every frame received as JSON', load: () => import('./cat.js') },
   { name: 'encode', summary: 'JSON lines on stdin -> frames on stdout', load: () => import('./encode.js') },
   { name: 'decode', summary: 'frames on stdin -> JSON lines on stdout', load: () => import('./decode.js') },
-  {
-    name: 'config',
-    summary: 'print the settings table (env, flag, default, meaning)',
-    load: async () => ({
-      usage: 'usage: edgeecho config\n\nPrints every EDGEECHO_* setting with its flag, default and meaning as a markdown table.\n',
-      run: async (_argv, io) => {
-        io.stdout.write(settingsTable() + '\n');
-        return 0;
-      },
-    }),
-  },
+  { name: 'config', summary: 'print the settings table (env, flag, default, meaning) and the instance id', load: moduleCommand('config', () => import('./config.js')) },
   { name: 'images build', summary: 'build the emulator images', load: moduleCommand('images', () => import('./images.js')) },
   { name: 'session create', summary: 'create a stream session and follow its steps', load: moduleCommand('session', () => import('./session.js'), 'create') },
   { name: 'session ls', summary: 'list sessions', load: moduleCommand('session', () => import('./session.js'), 'ls') },
   { name: 'session get', summary: 'show one session', load: moduleCommand('session', () => import('./session.js'), 'get') },
   { name: 'session stop', summary: 'stop a session', load: moduleCommand('session', () => import('./session.js'), 'stop') },
   { name: 'session watch', summary: 'follow a session\'s status and events', load: moduleCommand('session', () => import('./session.js'), 'watch') },
+  { name: 'consume', summary: 'read a session\'s stream: frames as JSON lines or --raw payload bytes, checked', load: () => import('./consume.js') },
   { name: 'resources', summary: 'show node capacity and what sessions hold', load: moduleCommand('resources', () => import('./resources.js')) },
   { name: 'metrics', summary: 'print the daemon\'s Prometheus metrics (the metrics op)', load: moduleCommand('metrics', () => import('./metrics.js')) },
   { name: 'health', summary: 'exit 0 when the daemon and its engine answer, 1 with the reason otherwise', load: moduleCommand('health', () => import('./health.js')) },

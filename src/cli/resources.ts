@@ -15,8 +15,9 @@ const FLAGS = {
 
 export const usage = `usage: edgeecho resources [--fresh] [--json]
 
-Shows the host (CPU, memory, load, disk of the data directory), the Docker engine (edgeecho's containers
-and networks), what admission has reserved against capacity, and per-session usage.
+Shows the host (CPU, memory, load, disk of the data directory), the Docker engine (this daemon's containers
+and networks, and counts of those of other instances), what admission has reserved against capacity, and
+per-session usage.
 
 ${formatFlags(FLAGS)}
 `;
@@ -62,6 +63,14 @@ export function renderResources(answer: unknown): string {
 
   const engineState = engine.reachable === false ? `unreachable${engine.error ? ': ' + String(engine.error) : ''}` : 'reachable';
   out.push(`engine    ${String(engine.name ?? 'docker')} (${engineState}): ${num(engine.running)} of ${num(engine.containers)} containers running, ${num(engine.networks)} networks`);
+  if (typeof data.instance === 'string') out.push(`instance  ${data.instance}`);
+  // Other daemons' objects, and old unlabelled ones: shown so an operator sees what this daemon leaves alone.
+  for (const [key, what] of [['foreign', 'of other instances'], ['unlabelled', 'without an instance label, claimed by no record here']] as const) {
+    const o = engine[key] === undefined ? null : obj(engine[key]);
+    if (o && (Number(o.containers) > 0 || Number(o.networks) > 0)) {
+      out.push(`          ${key}: ${num(o.running)} of ${num(o.containers)} containers running, ${num(o.networks)} networks ${what} (left alone)`);
+    }
+  }
 
   if (admission) {
     out.push(

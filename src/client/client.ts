@@ -7,7 +7,7 @@ import { EventEmitter } from 'node:events';
 import type { Duplex } from 'node:stream';
 import { FrameDecoder, FrameWriter } from '../../protocol/codec.js';
 import { EdgeechoError, type WireError } from '../../protocol/errors.js';
-import { chooseProtocol, describe, offeredProtocols, SUPPORTED_PROTOCOLS, type EventFrame, type Greeting, type RequestId, type StatusFrame } from '../../protocol/messages.js';
+import { chooseProtocol, describe, SUPPORTED_PROTOCOLS, type EventFrame, type Greeting, type RequestId, type StatusFrame } from '../../protocol/messages.js';
 import { Call } from './call.js';
 import { createTlsSocketFactory, type ClientTlsOptions } from './tls.js';
 import { createNetSocket, DEFAULT_CONNECT_TIMEOUT_MS, describeTarget, type ConnectTarget, type CreateSocket } from './transport.js';
@@ -191,7 +191,7 @@ export class Client extends EventEmitter<ClientEvents> {
       if (this.closedWith) this.onGreeting(this.closedWith);
     });
     const ours = this.options.protocols ?? SUPPORTED_PROTOCOLS;
-    const protocol = chooseProtocol(offeredProtocols(greeting), ours);
+    const protocol = chooseProtocol(greeting, ours);
     if (protocol === null) {
       throw new EdgeechoError(
         'UNSUPPORTED_PROTOCOL',

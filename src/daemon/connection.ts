@@ -51,6 +51,8 @@ export interface ConnectionShared {
   limits: ConnectionLimits;
   registry: OpRegistry;
   version: string;
+  /** The daemon's instance id, answered in hello. */
+  instance?: string;
   /** The greeting, encoded once. */
   greetingBody: Buffer;
   authenticate?: Authenticate;
@@ -212,7 +214,7 @@ export class Connection implements CoreControl {
     this.shared.clock.clearTimer(this.handshakeTimer);
     this.handshakeTimer = null;
     this.log.debug({ client: args.client, protocol }, 'hello');
-    return { server: 'edgeecho', version: this.shared.version, protocol, conn: this.id };
+    return { server: 'edgeecho', version: this.shared.version, protocol, conn: this.id, ...(this.shared.instance ? { instance: this.shared.instance } : {}) };
   }
 
   cancel(target: RequestId): boolean {
@@ -357,7 +359,7 @@ export class Connection implements CoreControl {
   private dispatch(request: Request): Handled {
     const { id, op } = request;
     if (this.inflight.has(id)) {
-      this.sendError(id, new EdgeechoError('CONFLICT', `request id ${JSON.stringify(id)} is already in flight on this connection; ids must be unique among requests in flight`, { id }));
+      this.sendError(id, new EdgeechoError('CONFLICT', `request id ${JSON.stringify(id)} is already in flight on this connection; ids must be unique among requests in flight`, { id, duplicate: true }));
       return 'done';
     }
     if (this.shared.shuttingDown && op !== 'cancel') {

@@ -18,6 +18,8 @@ export interface HelloResult {
   version: string;
   protocol: number;
   conn: string;
+  /** The daemon's instance id (its objects carry io.edgeecho.instance=<id>); absent when it drives no runtime. */
+  instance?: string;
 }
 
 /** What hello and cancel need from the connection they arrive on. */

@@ -43,6 +43,8 @@ export interface DaemonOptions {
   /** Replaces the plain listeners built from config: planListeners (TLS, systemd sockets) decides them in the daemon command. */
   listeners?: Listener[];
   clock?: Clock;
+  /** The instance id of the ops' runtime (compose.ts), answered in hello and logged when listening. */
+  instance?: string;
 }
 
 export interface ListenResult {
@@ -94,6 +96,7 @@ export class Daemon {
       scheduler: new TurnScheduler(),
       registry: registerCoreOps(options.registry),
       version: PACKAGE_VERSION,
+      ...(options.instance ? { instance: options.instance } : {}),
       greetingBody: packValue(greeting),
       clock: options.clock ?? systemClock,
       shuttingDown: false,
@@ -135,7 +138,7 @@ export class Daemon {
       this.listening = false;
       throw err;
     }
-    this.log.info({ listeners: result.listeners, version: PACKAGE_VERSION, protocols: SUPPORTED_PROTOCOLS }, 'listening');
+    this.log.info({ listeners: result.listeners, version: PACKAGE_VERSION, protocols: SUPPORTED_PROTOCOLS, instance: this.shared.instance }, 'listening');
     return result;
   }
 

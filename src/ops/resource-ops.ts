@@ -9,8 +9,10 @@ import type { Admission, AdmissionState } from '../resources/admission.js';
 import type { EngineSnapshot, HostSnapshot, ResourceSnapshot, ResourceTracker, SessionUsage } from '../resources/tracker.js';
 
 export interface ResourceOpsDeps {
-  tracker: Pick<ResourceTracker, 'latest' | 'sample'>;
+  tracker: Pick<ResourceTracker, 'latest' | 'sample' | 'sampleFresh'>;
   admission?: Pick<Admission, 'state'>;
+  /** This daemon's instance id: the engine counts are split by it. */
+  instance?: string;
 }
 
 export interface HostWire {
@@ -46,6 +48,7 @@ export interface AdmissionWire {
 
 export interface ResourcesResult {
   at: number;
+  instance?: string;
   host: HostWire;
   engine: EngineWire;
   sessions: SessionUsageWire[];
@@ -66,7 +69,15 @@ function hostWire(h: HostSnapshot): HostWire {
 }
 
 function engineWire(e: EngineSnapshot): EngineWire {
-  const out: EngineWire = { name: e.name, reachable: e.reachable, running: e.running, containers: e.containers, networks: e.networks };
+  const out: EngineWire = {
+    name: e.name,
+    reachable: e.reachable,
+    running: e.running,
+    containers: e.containers,
+    networks: e.networks,
+    foreign: { ...e.foreign },
+    unlabelled: { ...e.unlabelled },
+  };
   if (e.error !== undefined) out.error = e.error;
   return out;
 }
@@ -87,8 +98,8 @@ export function admissionWire(a: AdmissionState): AdmissionWire {
   };
 }
 
-export function resourcesWire(snapshot: ResourceSnapshot, admission?: AdmissionState): ResourcesResult {
-  const out: ResourcesResult = { at: snapshot.at, host: hostWire(snapshot.host), engine: engineWire(snapshot.engine), sessions: snapshot.sessions.map(sessionUsageWire) };
+export function resourcesWire(snapshot: ResourceSnapshot, admission?: AdmissionState, instance?: string): ResourcesResult {
+  const out: ResourcesResult = { at: snapshot.at, ...(instance !== undefined ? { instance } : {}), host: hostWire(snapshot.host), engine: engineWire(snapshot.engine), sessions: snapshot.sessions.map(sessionUsageWire) };
   if (admission) out.admission = admissionWire(admission);
   return out;
 }
@@ -99,8 +110,8 @@ export function resourceOps(deps: ResourceOpsDeps): OpDefinition[] {
     summary: 'host CPU, memory, load and disk, engine objects, per-session usage and admission reservations',
     args: { fresh: { type: 'boolean' } },
     async handler(args): Promise<ResourcesResult> {
-      const snapshot = args.fresh || !deps.tracker.latest() ? await deps.tracker.sample() : deps.tracker.latest()!;
-      return resourcesWire(snapshot, deps.admission?.state());
+      const snapshot = args.fresh ? await deps.tracker.sampleFresh() : (deps.tracker.latest() ?? (await deps.tracker.sample()));
+      return resourcesWire(snapshot, deps.admission?.state(), deps.instance);
     },
   };
   return [resources as OpDefinition];

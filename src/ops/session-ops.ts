@@ -64,8 +64,10 @@ export function sessionOps(deps: SessionOpsDeps): OpDefinition<any>[] {
     summary: 'one session record',
     args: { id: sessionId },
     handler: async (args) => {
-      const view = sessionView(lifecycle.get(args.id));
-      const usage = deps.usage?.(args.id);
+      const record = lifecycle.get(args.id);
+      const view = sessionView(record);
+      // A finished session uses nothing: figures from a sample taken while it ran would read as current.
+      const usage = TERMINAL_STATES.includes(record.state) ? undefined : deps.usage?.(args.id);
       return usage ? { ...view, usage: sessionUsageWire(usage) } : view;
     },
   };

@@ -9,7 +9,7 @@
 import { readFile, statfs } from 'node:fs/promises';
 import { cpus, loadavg, totalmem } from 'node:os';
 import type { Logger } from 'pino';
-import type { RuntimeDriver } from '../runtime/driver.js';
+import type { ObjectCount, RuntimeDriver } from '../runtime/driver.js';
 import { cronScheduler, type ScheduledJob, type Scheduler } from '../scheduler.js';
 
 export interface HostReaders {
@@ -43,10 +43,14 @@ export interface HostSnapshot {
 export interface EngineSnapshot {
   name: string;
   reachable: boolean;
-  /** Labelled containers running / present. */
+  /** This instance's labelled containers running / present, and its networks. */
   running: number;
   containers: number;
   networks: number;
+  /** Objects of other instances: host usage like any process, but neither this daemon's sessions nor its reservations. */
+  foreign: ObjectCount;
+  /** Objects of no instance (edgeecho before instances) that no record here claims: left alone. */
+  unlabelled: ObjectCount;
   error?: string;
 }
 
@@ -110,6 +114,8 @@ export class ResourceTracker {
   private previousCpu: CpuTimes | null = null;
   private current: ResourceSnapshot | null = null;
   private inFlight: Promise<ResourceSnapshot> | null = null;
+  /** Per-session figures taken between full samples (at ready; null: ended), kept over a full sample that began before them. */
+  private readonly newer = new Map<string, { at: number; usage: SessionUsage | null }>();
   private job: ScheduledJob | null = null;
 
   constructor(private readonly options: TrackerOptions) {
@@ -150,11 +156,52 @@ export class ResourceTracker {
     return this.inFlight;
   }
 
+  /** A sample that began after this call: one already running listed the runtime too early to be "fresh". */
+  async sampleFresh(): Promise<ResourceSnapshot> {
+    await this.inFlight?.catch(() => undefined);
+    return this.sample();
+  }
+
+  /**
+   * Samples one session's containers now and puts its usage into the latest snapshot (a session that just turned
+   * ready would otherwise show none until the next scheduled sample).
+   */
+  async sampleSession(session: string): Promise<SessionUsage | undefined> {
+    const at = this.now();
+    const managed = await this.options.driver.listManaged();
+    const usage = (await this.usageBySession(managed.containers.filter((c) => c.session === session && c.running))).get(session);
+    // An end seen meanwhile wins over this reading.
+    if ((this.newer.get(session)?.at ?? -Infinity) < at) this.note(session, at, usage ?? null);
+    return usage;
+  }
+
+  /** Drops a finished session from the latest snapshot: it uses nothing now, and its last figures would read as current. */
+  forget(session: string): void {
+    this.note(session, this.now(), null);
+  }
+
+  private note(session: string, at: number, usage: SessionUsage | null): void {
+    this.newer.set(session, { at, usage });
+    if (this.current) this.current = { ...this.current, sessions: this.withNewer(this.current.sessions) };
+  }
+
   private async takeSample(): Promise<ResourceSnapshot> {
+    const began = this.now();
     const [host, runtime] = await Promise.all([this.sampleHost(), this.sampleRuntime()]);
-    const snapshot: ResourceSnapshot = { at: this.now(), host, ...runtime };
+    for (const [session, { at }] of this.newer) if (at < began) this.newer.delete(session);
+    const snapshot: ResourceSnapshot = { at: began, host, ...runtime, sessions: this.withNewer(runtime.sessions) };
     this.current = snapshot;
     return snapshot;
+  }
+
+  private withNewer(sessions: SessionUsage[]): SessionUsage[] {
+    if (this.newer.size === 0) return sessions;
+    const merged = new Map(sessions.map((s) => [s.session, s]));
+    for (const [session, { usage }] of this.newer) {
+      if (usage) merged.set(session, usage);
+      else merged.delete(session);
+    }
+    return [...merged.values()].sort((a, b) => a.session.localeCompare(b.session));
   }
 
   private async sampleHost(): Promise<HostSnapshot> {
@@ -189,14 +236,32 @@ export class ResourceTracker {
     try {
       managed = await driver.listManaged();
     } catch (err) {
-      return { engine: { name: driver.name, reachable: false, running: 0, containers: 0, networks: 0, error: (err as Error).message }, sessions: [] };
+      const none = { containers: 0, running: 0, networks: 0 };
+      return { engine: { name: driver.name, reachable: false, running: 0, containers: 0, networks: 0, foreign: none, unlabelled: { ...none }, error: (err as Error).message }, sessions: [] };
     }
     const running = managed.containers.filter((c) => c.running);
+    const bySession = await this.usageBySession(running);
+    return {
+      engine: {
+        name: driver.name,
+        reachable: true,
+        running: running.length,
+        containers: managed.containers.length,
+        networks: managed.networks.length,
+        foreign: managed.outside?.foreign ?? { containers: 0, running: 0, networks: 0 },
+        unlabelled: managed.outside?.unlabelled ?? { containers: 0, running: 0, networks: 0 },
+      },
+      sessions: [...bySession.values()].sort((a, b) => a.session.localeCompare(b.session)),
+    };
+  }
+
+  /** CPU and memory per session, summed over the given containers (one stats call each). */
+  private async usageBySession(containers: ReadonlyArray<{ id: string; session?: string }>): Promise<Map<string, SessionUsage>> {
     const bySession = new Map<string, SessionUsage>();
     const usages = await Promise.all(
-      running.map(async (c) => {
+      containers.map(async (c) => {
         try {
-          return { container: c, usage: await driver.stats(c.id) };
+          return { container: c, usage: await this.options.driver.stats(c.id) };
         } catch {
           // Exited between the list and the stats call: not running, so it uses nothing.
           return null;
@@ -212,10 +277,7 @@ export class ResourceTracker {
       s.memoryLimitBytes += entry.usage.memoryLimitBytes;
       bySession.set(s.session, s);
     }
-    return {
-      engine: { name: driver.name, reachable: true, running: running.length, containers: managed.containers.length, networks: managed.networks.length },
-      sessions: [...bySession.values()].sort((a, b) => a.session.localeCompare(b.session)),
-    };
+    return bySession;
   }
 }
 

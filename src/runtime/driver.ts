@@ -8,6 +8,8 @@
 export const LABEL_MANAGED = 'io.edgeecho.managed';
 export const LABEL_SESSION = 'io.edgeecho.session';
 export const LABEL_ROLE = 'io.edgeecho.role';
+/** The daemon instance that made the object (its id lives in the daemon's records); see instance-scope.ts. */
+export const LABEL_INSTANCE = 'io.edgeecho.instance';
 
 export type Role = 'probe' | 'stream' | 'segmentation';
 
@@ -53,6 +55,8 @@ export interface ContainerState {
   name: string;
   role?: Role;
   session?: string;
+  /** The io.edgeecho.instance label; absent on objects of edgeecho versions before instances. */
+  instance?: string;
   running: boolean;
   status: string;
   exitCode: number | null;
@@ -74,14 +78,34 @@ export interface RuntimeEvent {
   id: string;
   session?: string;
   role?: string;
+  instance?: string;
   exitCode?: number;
   /** Nanoseconds since the epoch as the runtime reports it, for catch-up after a reconnect. */
   timeNano: number;
 }
 
+export interface ManagedNetwork {
+  id: string;
+  name: string;
+  session?: string;
+  instance?: string;
+  created: string;
+}
+
+export interface ObjectCount {
+  containers: number;
+  running: number;
+  networks: number;
+}
+
 export interface ManagedObjects {
   containers: ContainerState[];
-  networks: Array<{ id: string; name: string; session?: string; created: string }>;
+  networks: ManagedNetwork[];
+  /**
+   * Labelled objects left out of the lists because they are not this daemon's (set by the instance scope):
+   * those of other instances, and those of no instance that none of this daemon's records claims.
+   */
+  outside?: { foreign: ObjectCount; unlabelled: ObjectCount };
 }
 
 export interface ContainerUsage {

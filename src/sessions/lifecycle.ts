@@ -105,40 +105,69 @@ export class SessionLifecycle implements Finisher {
     let settle = (): void => {};
     const entry: CreateInFlight = { abort: new AbortController(), outcome: null, settled: new Promise((resolve) => (settle = resolve)) };
     this.creating.set(id, entry);
+    const signal = AbortSignal.any([options.signal, entry.abort.signal]);
+    // The steps running when a cancel (client, stop, TTL) lands: its error names the first, as a step's own failure would.
+    const running = new Set<string>();
+    let interrupted: string | null = null;
+    signal.addEventListener('abort', () => (interrupted ??= running.values().next().value ?? null), { once: true });
     const onStatus = (status: StepStatus): void => {
+      if (!status.step.startsWith('rollback:')) {
+        if (status.state === 'started') running.add(status.step);
+        else running.delete(status.step);
+      }
       options.status({ session: id, ...status });
       this.deps.bus.publish({ id, state: 'creating', status: { ...status } });
     };
-    try {
-      const created = await runSessionWorkflow(
-        spec,
-        {
-          driver: this.deps.driver,
-          config,
-          capacity: { reserve: async (session, roles) => void (await admission.admit(session, roles)), release: (session) => admission.release(session) },
-          ...(this.deps.labels ? { labels: this.deps.labels } : {}),
-          ...(this.deps.startOrder ? { startOrder: this.deps.startOrder } : {}),
-          onNetwork: (network) => store.update(id, { network }),
-          onContainer: (c) => store.putContainer(id, { id: c.id, name: c.name, role: c.role, startedAt: null, finishedAt: null, exitCode: null, stats: null }),
-        },
-        { signal: AbortSignal.any([options.signal, entry.abort.signal]), onStatus },
-      );
-      this.publish(store.transition(id, 'ready', undefined, { network: created.network, location: created.location, probe: created.probe }));
-      const took = elapsed();
-      options.status({ session: id, step: 'session', state: 'done', elapsed_ms: took, duration_ms: took, details: { state: 'ready', location: created.location } });
-      log.info({ location: created.location }, 'session ready');
-      return { id, ...created };
-    } catch (err) {
-      // Rolled back by the workflow; what is recorded is the canceller's outcome (stop, TTL) or the workflow's error.
-      const failure = EdgeechoError.from(err);
-      const outcome = entry.outcome ?? { state: 'failed', reason: failure.message };
-      const error = outcome.error ? EdgeechoError.fromWire(outcome.error) : failure;
-      log.warn({ err: error.message, code: error.code }, 'session create rolled back');
-      this.publish(store.transition(id, outcome.state, outcome.reason, { error: error.toWire() }));
+    const failed = (error: EdgeechoError, outcome: Outcome): EdgeechoError => {
       // Closes the `session` step opened above, so every step a client saw start also ends.
       const took = elapsed();
       options.status({ session: id, step: 'session', state: 'failed', elapsed_ms: took, duration_ms: took, details: { state: outcome.state }, error: error.toWire() });
-      throw error;
+      log.warn({ err: error.message, code: error.code, state: outcome.state }, 'session create rolled back');
+      return error;
+    };
+    try {
+      let created: SessionCreated;
+      try {
+        created = await runSessionWorkflow(
+          spec,
+          {
+            driver: this.deps.driver,
+            config,
+            capacity: { reserve: async (session, roles) => void (await admission.admit(session, roles)), release: (session) => admission.release(session) },
+            ...(this.deps.labels ? { labels: this.deps.labels } : {}),
+            ...(this.deps.startOrder ? { startOrder: this.deps.startOrder } : {}),
+            onNetwork: (network) => store.update(id, { network }),
+            onContainer: (c) => store.putContainer(id, { id: c.id, name: c.name, role: c.role, startedAt: null, finishedAt: null, exitCode: null, stats: null }),
+          },
+          { signal, onStatus },
+        );
+      } catch (err) {
+        // Rolled back by the workflow; what is recorded is the canceller's outcome (stop, TTL) or the workflow's error.
+        const failure = EdgeechoError.from(err);
+        const outcome = entry.outcome ?? { state: 'failed', reason: failure.message };
+        const error = describeFailure(outcome, failure, interrupted ?? 'session');
+        this.publish(store.transition(id, outcome.state, outcome.reason, { error: error.toWire() }));
+        throw failed(error, outcome);
+      }
+      if (entry.outcome) {
+        // Cancelled after the last step ended but before the workflow returned: nothing was rolled back, so the
+        // cancel's outcome is carried out here, as a finish of the session's objects.
+        const outcome = entry.outcome;
+        const error = describeFailure(outcome, new EdgeechoError('CANCELLED', 'workflow was cancelled'), interrupted ?? 'session');
+        await tearDown(this.teardown, this.get(id), { ...outcome, error: error.toWire() });
+        throw failed(error, outcome);
+      }
+      this.publish(store.transition(id, 'ready', undefined, { network: created.network, location: created.location, probe: created.probe }));
+      const result = { id, ...created };
+      const took = elapsed();
+      try {
+        options.status({ session: id, step: 'session', state: 'done', elapsed_ms: took, duration_ms: took, details: { state: 'ready', location: created.location } });
+        log.info({ location: created.location }, 'session ready');
+      } catch (err) {
+        // The session is ready and running: a reporting failure must not make it look failed.
+        log.warn({ err: (err as Error).message }, 'reporting a ready session failed');
+      }
+      return result;
     } finally {
       this.creating.delete(id);
       settle();
@@ -209,8 +238,8 @@ export class SessionLifecycle implements Finisher {
    * At shutdown live sessions keep running for the next start to adopt (like Docker's live restore), unless
    * EDGEECHO_STOP_SESSIONS_ON_SHUTDOWN asks to stop them. Waits for every finish under way. Returns those stopped.
    */
-  async shutdown(stopSessions: boolean, owns: (session: string) => boolean = () => true): Promise<string[]> {
-    const live = stopSessions ? this.deps.store.list({ states: ['ready', 'stopping'] }).filter((r) => owns(r.id)) : [];
+  async shutdown(stopSessions: boolean): Promise<string[]> {
+    const live = stopSessions ? this.deps.store.list({ states: ['ready', 'stopping'] }) : [];
     await Promise.allSettled(live.map((r) => this.finish(r.id, { cause: 'stop', reason: 'daemon shutdown (EDGEECHO_STOP_SESSIONS_ON_SHUTDOWN)' })));
     await this.idle();
     if (stopSessions) this.deps.log.info({ stopped: live.length }, 'stopped live sessions on shutdown');
@@ -236,10 +265,22 @@ export class SessionLifecycle implements Finisher {
       await create.settled;
       return this.get(id);
     }
-    return tearDown(this.teardown, this.get(id), outcomeOf(request));
+    return tearDown(this.teardown, this.get(id), outcomeOf(request), { rollback: request.cause === 'interrupted' });
   }
 
   private publish(record: SessionRecord): void {
     this.deps.bus.publish({ id: record.id, state: record.state, record });
   }
+}
+
+/**
+ * The error a failed create answers and records: the canceller's (stop, TTL) or the workflow's own, naming a step
+ * in details.step (SPEC 12.6; a cancel names the step it interrupted) and keeping the rollback's failures.
+ */
+function describeFailure(outcome: Outcome, failure: EdgeechoError, step: string): EdgeechoError {
+  const error = outcome.error ? EdgeechoError.fromWire(outcome.error) : failure;
+  const details = { ...error.details };
+  if (typeof details.step !== 'string') details.step = step;
+  if (failure.details?.rollback_failures !== undefined) details.rollback_failures = failure.details.rollback_failures;
+  return new EdgeechoError(error.code, error.message, details, { cause: failure });
 }

@@ -34,8 +34,6 @@ export interface ReaperOptions {
   log: Logger;
   /** Session updates: a session turning ready is checked again if its containers were seen exiting during create. */
   bus?: Pick<SessionBus, 'subscribe'>;
-  /** Sessions this reaper is responsible for (default all); tests sharing an engine narrow it. */
-  owns?: (session: string) => boolean;
   backoff?: { initialMs: number; maxMs: number };
   /** Resolves after ms, or early when the signal aborts. */
   sleep?: (ms: number, signal: AbortSignal) => Promise<void>;
@@ -71,14 +69,12 @@ export class Reaper {
   private loop: Promise<void> | null = null;
   /** Per-session check in flight, and whether another event asked for a re-check meanwhile. */
   private readonly checks = new Map<string, { again: boolean; done: Promise<void> }>();
-  private readonly owns: (session: string) => boolean;
   /** Containers seen dying, per session: saves inspecting them again (inspect is slow while the engine cleans up). */
   private readonly exited = new Map<string, Set<string>>();
   private readonly listeners = new Set<(e: { type: 'connected' | 'stream-error'; error?: Error }) => void>();
   private unsubscribeBus: (() => void) | null = null;
 
   constructor(private readonly options: ReaperOptions) {
-    this.owns = options.owns ?? (() => true);
   }
 
   start(): void {
@@ -133,9 +129,9 @@ export class Reaper {
     return entry.done;
   }
 
-  /** Checks every ready session this reaper owns (after a reconnect, since events may be lost). */
+  /** Checks every ready session (after a reconnect, since events may be lost). */
   async checkAll(): Promise<void> {
-    const ready = this.options.store.list({ states: ['ready'] }).filter((r) => this.owns(r.id));
+    const ready = this.options.store.list({ states: ['ready'] });
     await Promise.all(ready.map((r) => this.check(r.id).catch((err: Error) => this.options.log.warn({ session: r.id, err: err.message }, 'reaper check failed'))));
   }
 
@@ -215,7 +211,7 @@ export class Reaper {
   private onEvent(event: RuntimeEvent): void {
     this.stats.events++;
     if (this.stats.lastEventNano === null || event.timeNano > this.stats.lastEventNano) this.stats.lastEventNano = event.timeNano;
-    if (event.type !== 'container' || !event.session || !EXIT_ACTIONS.has(event.action) || !this.owns(event.session)) return;
+    if (event.type !== 'container' || !event.session || !EXIT_ACTIONS.has(event.action)) return;
     if (event.action !== 'oom') {
       let set = this.exited.get(event.session);
       if (!set) this.exited.set(event.session, (set = new Set()));

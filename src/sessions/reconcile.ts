@@ -2,7 +2,7 @@
  * Start-up reconciliation detects what the last run left: the engine's labelled objects against the records.
  * It hands each live record to the lifecycle: running sessions are adopted, sessions whose containers vanished,
  * creates cut off by a crash and interrupted stops are finished; objects no record claims are removed (after the
- * orphan grace).
+ * orphan grace). Like the sweep, it sees only this daemon's instance of the runtime (runtime/instance-scope.ts).
  */
 import type { Logger } from 'pino';
 import type { ContainerState, ManagedObjects, RuntimeDriver } from '../runtime/driver.js';
@@ -20,7 +20,6 @@ export interface ReconcileOptions {
   log: Logger;
   /** Shared with the sweep, so ages counted here carry on there. */
   ages?: ObjectAges;
-  owns?: (session: string | undefined) => boolean;
   now?: () => number;
 }
 
@@ -37,7 +36,6 @@ export interface ReconcileReport {
 
 export async function reconcile(options: ReconcileOptions): Promise<ReconcileReport> {
   const { driver, store, lifecycle, log } = options;
-  const owns = options.owns ?? (() => true);
   const now = options.now ?? Date.now;
   const ages = options.ages ?? new ObjectAges();
   const report: ReconcileReport = { adopted: [], finished: [], stopped: [], vanished: [], rolledBack: [], removed: { containers: [], networks: [] } };
@@ -45,7 +43,7 @@ export async function reconcile(options: ReconcileOptions): Promise<ReconcileRep
   const managed = await driver.listManaged();
   const containersOf = groupBy(managed.containers, (c) => c.session);
 
-  for (const record of store.list({ states: LIVE_STATES }).filter((r) => owns(r.id))) {
+  for (const record of store.list({ states: LIVE_STATES })) {
     const containers = containersOf.get(record.id) ?? [];
     const log1 = log.child({ session: record.id });
     try {
@@ -80,7 +78,7 @@ export async function reconcile(options: ReconcileOptions): Promise<ReconcileRep
 
   // Re-listed: the rollbacks and finishes above removed objects, which must not be counted as orphans again.
   const after: ManagedObjects = await driver.listManaged().catch(() => managed);
-  report.removed = await removeUnclaimed({ driver, store, finisher: lifecycle, settings: options.settings, ages, log, owns }, after, now());
+  report.removed = await removeUnclaimed({ driver, store, finisher: lifecycle, settings: options.settings, ages, log }, after, now());
   log.info(
     { adopted: report.adopted.length, finished: report.finished.length, stopped: report.stopped.length, vanished: report.vanished.length, rolledBack: report.rolledBack.length, removed: report.removed },
     'reconciled sessions with the runtime',

@@ -4,11 +4,12 @@
  * several rows (a transition and its session row) is one transaction.
  */
 import Database from 'better-sqlite3';
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { EdgeechoError, type WireError } from '../../protocol/errors.js';
 import type { Role } from '../runtime/driver.js';
 import type { SessionSpec } from '../workflow/session-spec.js';
+import { newInstanceId, INSTANCE_ID_PATTERN } from './session-id.js';
 import { migrate } from './sqlite-migrations.js';
 import {
   TERMINAL_STATES,
@@ -118,6 +119,8 @@ return {
     ),
     touch: db.prepare('UPDATE sessions SET updated_at = ? WHERE id = ?'),
     prune: db.prepare('DELETE FROM sessions WHERE ended_at IS NOT NULL AND ended_at < ?'),
+    metaGet: db.prepare<[string], { value: string }>('SELECT value FROM meta WHERE key = ?'),
+    metaInsert: db.prepare('INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)'),
   };
 }
 
@@ -211,6 +214,16 @@ export class SqliteSessionStore implements SessionStore {
     return this.mustGet(id);
   }
 
+  /**
+   * This data dir's instance id, made at the first start and kept with the records: the sessions it records and
+   * the objects labelled with it belong together (copying the data dir copies the claim).
+   */
+  instanceId(): string {
+    // INSERT OR IGNORE: of two processes racing on a fresh file, both read the one id that was written.
+    this.stmt.metaInsert.run(INSTANCE_KEY, newInstanceId());
+    return checkedInstanceId(this.stmt.metaGet.get(INSTANCE_KEY)?.value, this.db.name);
+  }
+
   prune(before: number): number {
     // Containers and transitions go with their session (ON DELETE CASCADE).
     return this.stmt.prune.run(before).changes;
@@ -287,6 +300,32 @@ export class SqliteSessionStore implements SessionStore {
       error: parse<WireError>(r.error),
       transitions: transitions.get(r.id) ?? [],
     }));
+  }
+}
+
+const INSTANCE_KEY = 'instance';
+
+function checkedInstanceId(value: string | undefined, path: string): string {
+  if (value === undefined || !INSTANCE_ID_PATTERN.test(value)) {
+    throw new EdgeechoError('INTERNAL', `${path}: expected an instance id of 12 base32 characters in table meta, found ${JSON.stringify(value ?? null)}`);
+  }
+  return value;
+}
+
+/**
+ * The instance id of the records at `path` without creating or migrating anything (`edgeecho config`): null when
+ * the file or its id does not exist yet (the daemon makes both at its first start).
+ */
+export function readInstanceId(path: string): string | null {
+  if (!existsSync(path)) return null;
+  const db = new Database(path, { readonly: true, fileMustExist: true });
+  try {
+    const hasMeta = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").get();
+    if (!hasMeta) return null;
+    const row = db.prepare<[string], { value: string }>('SELECT value FROM meta WHERE key = ?').get(INSTANCE_KEY);
+    return row ? checkedInstanceId(row.value, path) : null;
+  } finally {
+    db.close();
   }
 }
 

@@ -3,6 +3,8 @@
  * were missed and sessions past EDGEECHO_SESSION_TTL_S, removes labelled objects no record claims
  * (after EDGEECHO_ORPHAN_GRACE_S: Docker can create a container and still answer the create with an error, and
  * a create in flight labels objects before the workflow records them), and prunes records past retention.
+ * Its driver is the daemon's instance scope (compose.ts): objects of other daemons on the engine are not listed,
+ * so they can never look unclaimed here.
  */
 import type { Logger } from 'pino';
 import type { Admission } from '../resources/admission.js';
@@ -51,8 +53,6 @@ export interface CleanupDeps {
   settings: Pick<SweepSettings, 'orphanGraceS' | 'keepFailed' | 'sessionTtlS'>;
   ages: ObjectAges;
   log: Logger;
-  /** Whether objects of this session (undefined: no session label) are ours to judge; default all. */
-  owns?: (session: string | undefined) => boolean;
 }
 
 export interface CleanupReport {
@@ -69,7 +69,6 @@ export function claims(record: SessionRecord | undefined, settings: Pick<SweepSe
 
 /** Removes labelled objects nobody claims (past the grace when no record knows them); containers before networks. */
 export async function removeUnclaimed(deps: CleanupDeps, managed: ManagedObjects, now: number): Promise<CleanupReport> {
-  const owns = deps.owns ?? (() => true);
   const claimCache = new Map<string, boolean>();
   const claimed = (session: string | undefined): boolean => {
     if (!session) return false;
@@ -85,7 +84,7 @@ export async function removeUnclaimed(deps: CleanupDeps, managed: ManagedObjects
   // while dockerd was restarting.
   const graceFor = (session: string | undefined): number => (session !== undefined && deps.store.get(session) ? 0 : deps.settings.orphanGraceS * 1000);
   const report: CleanupReport = { containers: [], networks: [] };
-  const doomed = managed.containers.filter((c) => owns(c.session) && !claimed(c.session) && deps.ages.ageMs(c.id, now, c.created) >= graceFor(c.session));
+  const doomed = managed.containers.filter((c) => !claimed(c.session) && deps.ages.ageMs(c.id, now, c.created) >= graceFor(c.session));
   await Promise.all(
     doomed.map(async (c) => {
       try {
@@ -97,7 +96,7 @@ export async function removeUnclaimed(deps: CleanupDeps, managed: ManagedObjects
     }),
   );
   for (const n of managed.networks) {
-    if (!owns(n.session) || claimed(n.session) || deps.ages.ageMs(n.id, now, n.created) < graceFor(n.session)) continue;
+    if (claimed(n.session) || deps.ages.ageMs(n.id, now, n.created) < graceFor(n.session)) continue;
     // A network still holding a container that was not removed above would refuse; the next sweep retries.
     if (managed.containers.some((c) => c.session !== undefined && c.session === n.session && !doomed.includes(c))) continue;
     try {
@@ -120,7 +119,6 @@ export interface SweepOptions {
   log: Logger;
   ages?: ObjectAges;
   admission?: Pick<Admission, 'retain'>;
-  owns?: (session: string | undefined) => boolean;
   now?: () => number;
   scheduler?: Scheduler;
 }
@@ -141,12 +139,10 @@ export class Sweep {
   private job: ScheduledJob | null = null;
   private running: Promise<SweepReport> | null = null;
   private readonly now: () => number;
-  private readonly owns: (session: string | undefined) => boolean;
 
   constructor(private readonly options: SweepOptions) {
     this.ages = options.ages ?? new ObjectAges();
     this.now = options.now ?? Date.now;
-    this.owns = options.owns ?? (() => true);
   }
 
   start(): void {
@@ -176,7 +172,7 @@ export class Sweep {
     const report: SweepReport = { finished: [], expired: [], removed: { containers: [], networks: [] }, pruned: 0 };
     // Read before the listing: a session turning ready while the engine answers would otherwise be judged on a
     // listing taken before its containers started, and be finished (or failed as vanished) at birth.
-    const live = store.list({ states: LIVE_STATES }).filter((r) => this.owns(r.id));
+    const live = store.list({ states: LIVE_STATES });
     this.options.admission?.retain(new Set(live.map((r) => r.id)));
     let managed: ManagedObjects | null = null;
     try {
@@ -208,7 +204,7 @@ export class Sweep {
         }),
       );
       // Listed before the finishes above: their objects are in flight or gone, so claims are judged now.
-      report.removed = await removeUnclaimed({ driver, store, finisher, settings, ages: this.ages, log, owns: this.owns }, managed, this.now());
+      report.removed = await removeUnclaimed({ driver, store, finisher, settings, ages: this.ages, log }, managed, this.now());
       this.ages.retain([...managed.containers.map((c) => c.id), ...managed.networks.map((n) => n.id)]);
     }
     report.pruned = store.prune(now - settings.retentionDays * DAY_MS);

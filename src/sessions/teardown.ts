@@ -25,8 +25,12 @@ export interface TeardownDeps {
   release: (session: string) => void;
 }
 
-/** Tears the session down; `outcome` null: judged from the containers' exit codes and stats once collected. */
-export async function tearDown(deps: TeardownDeps, record: SessionRecord, outcome: Outcome | null): Promise<SessionRecord> {
+/**
+ * Tears the session down; `outcome` null: judged from the containers' exit codes and stats once collected.
+ * `rollback`: what a create cut off by a crash left is removed at once, unstopped and uncollected, and never kept
+ * for debugging (it never ran as a session; reconcile at start-up must not wait on graceful stops).
+ */
+export async function tearDown(deps: TeardownDeps, record: SessionRecord, outcome: Outcome | null, options: { rollback?: boolean } = {}): Promise<SessionRecord> {
   const { driver, store, bus, log } = deps;
   const id = record.id;
   const alreadyFinished = TERMINAL_STATES.includes(record.state);
@@ -43,7 +47,7 @@ export async function tearDown(deps: TeardownDeps, record: SessionRecord, outcom
   const networkIds = new Set([...(record.network ? [record.network.id] : []), ...managed.networks.map((n) => n.id)]);
 
   let current = record;
-  if (!alreadyFinished) {
+  if (!alreadyFinished && !options.rollback) {
     if (managed.containers.some((c) => c.running)) {
       await Promise.all(
         managed.containers
@@ -57,7 +61,7 @@ export async function tearDown(deps: TeardownDeps, record: SessionRecord, outcom
 
   const decided = outcome ?? judge(current.containers);
   const state: SessionState = alreadyFinished ? record.state : decided.state;
-  const keep = state === 'failed' && deps.config.keepFailed === true;
+  const keep = state === 'failed' && deps.config.keepFailed === true && !options.rollback;
   if (!keep) {
     const removals = await Promise.allSettled([...containerIds].map((cid) => driver.removeContainer(cid)));
     for (const r of removals) if (r.status === 'rejected') log.warn({ session: id, err: (r.reason as Error).message }, 'removing a container failed; the sweep retries');

@@ -10,7 +10,7 @@ import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const IMPORT = /(?:^|\n)\s*(?:import|export)\s[^'"]*?from\s+'([^']+)'|import\(\s*'([^']+)'\s*\)/g;
+const IMPORT = /(?:^|\n)\s*(?:import|export)\s[^'"]*?from\s+['"]([^'"]+)['"]|(?:^|\n)\s*import\s+['"]([^'"]+)['"]|import\(\s*['"]([^'"]+)['"]\s*\)/g;
 
 function sources(dir: string): string[] {
   return readdirSync(dir).flatMap((name) => {
@@ -24,7 +24,7 @@ function sources(dir: string): string[] {
 function importsOf(files: string[]): Array<{ file: string; specifiers: string[] }> {
   return files.map((path) => {
     const text = readFileSync(path, 'utf8');
-    const specifiers = [...text.matchAll(IMPORT)].map((m) => (m[1] ?? m[2])!);
+    const specifiers = [...text.matchAll(IMPORT)].map((m) => (m[1] ?? m[2] ?? m[3])!);
     return { file: relative(ROOT, path), specifiers };
   });
 }
@@ -121,8 +121,38 @@ test('protocol/ and emulators/ stand alone: they import no src/ code; dockerode 
   assert.equal(strays, []);
 });
 
-test('bench/ does not import test/', () => {
-  const strays = importsOf(sources(join(ROOT, 'bench'))).flatMap(({ file, specifiers }) => specifiers.filter((s) => resolveLocal(file, s)?.startsWith('test/')).map((s) => `${file} -> ${s}`));
+/**
+ * Where each part stands on the data path, top to bottom: an import must point to a lower rank. Top-level files
+ * of src/ (config, log, scheduler) and protocol/ may be used by all.
+ */
+const RANK: Record<string, number> = {
+  'src/cli': 9,
+  'src/compose': 8,
+  // observes the daemon's counters, registers an op, reads the session bus; built by compose
+  'src/metrics': 7.5,
+  'src/daemon': 7,
+  'src/client': 7,
+  'src/ops': 6,
+  'src/sessions': 5,
+  'src/resources': 4,
+  'src/workflow': 4,
+  'src/runtime': 3,
+};
+
+test('every import between src/ folders points down the data path (cli > compose > metrics > daemon > ops > sessions > workflow, resources > runtime)', () => {
+  const upward: string[] = [];
+  for (const [from, targets] of folderEdges()) {
+    for (const [to, example] of targets) {
+      const [a, b] = [RANK[from], RANK[to]];
+      if (b === undefined) continue; // a shared top-level file of src/
+      if (a === undefined || a <= b) upward.push(example);
+    }
+  }
+  assert.equal(upward, []);
+});
+
+test('bench/ and support/ do not import test/', () => {
+  const strays = importsOf([...sources(join(ROOT, 'bench')), ...sources(join(ROOT, 'support'))]).flatMap(({ file, specifiers }) => specifiers.filter((s) => resolveLocal(file, s)?.startsWith('test/')).map((s) => `${file} -> ${s}`));
   assert.equal(strays, []);
 });
 

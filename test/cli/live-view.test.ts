@@ -139,12 +139,15 @@ test('resources table', () => {
   const text = renderResources({
     at: 0,
     host: { cpus: 2, cpu_percent: 12.5, memory_total_bytes: 4 * 1024 ** 3, memory_available_bytes: 3 * 1024 ** 3, load: [0.5, 0.25, 0.1], data_dir: '/var/lib/edgeecho', disk_free_bytes: 10 * 1024 ** 3, disk_total_bytes: 20 * 1024 ** 3 },
-    engine: { name: 'docker', reachable: true, running: 2, containers: 3, networks: 1 },
+    instance: 'q4mzt7k2vb3x',
+    engine: { name: 'docker', reachable: true, running: 2, containers: 3, networks: 1, foreign: { containers: 4, running: 3, networks: 2 }, unlabelled: { containers: 0, running: 0, networks: 0 } },
     sessions: [{ session: 's-1', containers: 2, cpu_percent: 3.25, memory_bytes: 50 * 1024 ** 2, memory_limit_bytes: 384 * 1024 ** 2 }],
     admission: { sessions: 1, max_sessions: 32, reserved_memory_bytes: 384 * 1024 ** 2, capacity_memory_bytes: 3 * 1024 ** 3, reserved_cpus: 1.5, capacity_cpus: 8 },
   });
   assert.ok(text.includes(['HOST    USED      TOTAL', 'cpu     12.5%     2 cores   load 0.5 0.25 0.1', 'memory  1.0 GiB   4.0 GiB   3.0 GiB available', 'disk    10.0 GiB  20.0 GiB  /var/lib/edgeecho'].join('\n')), text);
   assert.match(text, /engine {4}docker \(reachable\): 2 of 3 containers running, 1 networks/);
+  assert.match(text, /instance  q4mzt7k2vb3x\n {10}foreign: 3 of 4 containers running, 2 networks of other instances \(left alone\)\n/);
+  assert.not.match(text, /unlabelled/, 'no line for a count of zero');
   assert.match(text, /admission 1 of 32 sessions, memory 384\.0 MiB of 3\.0 GiB, cpus 1\.5 of 8 reserved/);
   assert.ok(text.includes('SESSION  CONTAINERS  CPU   MEMORY    LIMIT\ns-1      2           3.3%  50.0 MiB  384.0 MiB\n'), text);
   assert.match(renderResources({ host: {}, engine: { reachable: false, error: 'ECONNREFUSED' }, sessions: [] }), /unreachable: ECONNREFUSED[\s\S]*no live sessions/);

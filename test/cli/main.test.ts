@@ -4,6 +4,10 @@ import * as assert from 'uvu/assert';
 import type { CliIo, CommandModule } from '../../src/cli/args.js';
 import { main, type CommandEntry } from '../../src/cli/main.js';
 import { runCli } from '../support/run-cli.js';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { openSessionStore, SESSION_DB_FILE } from '../../src/sessions/sqlite-store.js';
 
 function memoryIo(): CliIo & { out(): string; err(): string } {
   const stdout = new PassThrough();
@@ -79,10 +83,23 @@ test('a missing command module says so', async () => {
   assert.match(io.err(), /edgeecho later: not available: this build has no src\/cli\/later\.ts/);
 });
 
-test('bin/edgeecho.js: config prints the settings table; unknown command exits 2', async () => {
-  const config = await runCli(['config']);
-  assert.is(config.code, 0, config.stderr);
-  assert.match(config.stdout, /\| `EDGEECHO_PORT` \| `--port` \| `7411` \|/);
+test('bin/edgeecho.js: config prints the settings table and the data dir\'s instance id (none before the first start); unknown command exits 2', async () => {
+  const dataDir = mkdtempSync(join(tmpdir(), 'edgeecho-config-'));
+  try {
+    const config = await runCli(['config'], '', { EDGEECHO_DATA_DIR: dataDir });
+    assert.is(config.code, 0, config.stderr);
+    assert.match(config.stdout, /\| `EDGEECHO_PORT` \| `--port` \| `7411` \|/);
+    assert.match(config.stdout, `instance: none yet (the daemon makes one at its first start on ${dataDir})`);
+    assert.not.ok(existsSync(join(dataDir, SESSION_DB_FILE)), 'config must not create the records');
+    const store = openSessionStore(join(dataDir, SESSION_DB_FILE));
+    const id = store.instanceId();
+    store.close();
+    const again = await runCli(['config', '--data-dir', dataDir]);
+    assert.is(again.code, 0, again.stderr);
+    assert.match(again.stdout, `instance: ${id} (${join(dataDir, SESSION_DB_FILE)})`);
+  } finally {
+    rmSync(dataDir, { recursive: true, force: true });
+  }
   const bad = await runCli(['frobnicate']);
   assert.is(bad.code, 2);
   assert.match(bad.stderr, /unknown command/);

@@ -1,5 +1,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { readFileSync } from 'node:fs';
 import { encodeFrame, packValue } from '../../protocol/codec.js';
 import { startDaemon, sleep, WireClient } from './wire-client.js';
 
@@ -125,6 +126,26 @@ test('a body of exactly max_frame bytes is accepted, one byte more is refused', 
   } finally {
     ok.close();
     big.close();
+    await d.stop();
+  }
+});
+
+test('the request vectors get the same answers from a daemon over a socket', async () => {
+  const vectors = JSON.parse(readFileSync(new URL('../../protocol/vectors/requests.json', import.meta.url), 'utf8')) as Array<{ name: string; hex: string; ok?: boolean; error?: string; field?: string; id: number | string | null }>;
+  const d = await startDaemon();
+  const c = await WireClient.ready(d.port);
+  try {
+    for (const v of vectors) {
+      const from = c.frames.length;
+      c.sendRaw(Buffer.from(v.hex, 'hex'));
+      const f = await c.waitFor((x) => x.kind === 'error' || x.kind === 'result', 2000, from);
+      if (v.ok) assert.is(f.kind, 'result', v.name);
+      else {
+        assert.equal([f.error.code, f.error.details?.field, f.id], [v.error, v.field, v.id], v.name);
+      }
+    }
+  } finally {
+    c.close();
     await d.stop();
   }
 });

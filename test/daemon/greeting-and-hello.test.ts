@@ -47,6 +47,26 @@ test('before hello only ping and hello run; other ops get UNAUTHENTICATED', asyn
   }
 });
 
+test('hello answers the instance id the daemon was given, and the greeting stays the same; without one hello has none', async () => {
+  const d = await startDaemon({}, [], { instance: 'q4mzt7k2vb3x' });
+  const plain = await startDaemon();
+  const c = await WireClient.connect(d.port);
+  const p = await WireClient.connect(plain.port);
+  try {
+    const g = await c.waitFor(() => true);
+    assert.not.ok('instance' in g, 'the greeting is unchanged: the instance comes with hello');
+    const hello = await c.request({ id: 1, op: 'hello', args: { client: 'tests', protocol: 1 } });
+    assert.equal(hello.data, { server: 'edgeecho', version: hello.data.version, protocol: 1, conn: hello.data.conn, instance: 'q4mzt7k2vb3x' });
+    const none = await p.request({ id: 1, op: 'hello', args: { client: 'tests', protocol: 1 } });
+    assert.not.ok('instance' in none.data);
+  } finally {
+    c.close();
+    p.close();
+    await d.stop();
+    await plain.stop();
+  }
+});
+
 test('hello with a protocol the daemon does not speak gets UNSUPPORTED_PROTOCOL listing the supported ones; a retry works', async () => {
   const d = await startDaemon();
   const c = await WireClient.connect(d.port);

@@ -94,6 +94,7 @@ test('a duplicate in-flight id gets CONFLICT and the first request still finishe
     c.send({ id: 'dup', op: 'delay', args: { ms: 60, tag: 'first' } });
     const conflict = await c.request({ id: 'dup', op: 'delay', args: { ms: 0, tag: 'second' } });
     assert.is(conflict.error.code, 'CONFLICT');
+    assert.equal(conflict.error.details, { id: 'dup', duplicate: true }, 'the refusal says it answers a duplicate, not the first request');
     const first = await c.waitFor((f) => f.id === 'dup' && f.kind === 'result');
     assert.is(first.data.tag, 'first');
     const reuse = await c.request({ id: 'dup', op: 'delay', args: { ms: 0, tag: 'third' } });

@@ -72,6 +72,10 @@ test('SIGTERM mid-run: stats with the reason, exit 143; SIGTERM of an idle probe
     assert.is.not(s.code, 0);
     assert.is(p.stats?.event, 'stats');
     assert.is(s.stats?.event, 'stats');
+    // Interrupted after ~0.3 s at 2000 frames/s: the probe's figures are real, not a 0 ms window at a huge rate.
+    const pd = p.stats?.duration_ms as number;
+    assert.ok(pd >= 200, `probe duration_ms ${pd}`);
+    assert.ok((p.stats?.rate as number) > 500 && (p.stats?.rate as number) < 4000, `probe rate ${p.stats?.rate} over ${pd} ms`);
 
     const idle = await startEmulator('probe', { PROBE_PORT: 0 });
     await within(5000, 'probe ready', idle.ready);

@@ -142,3 +142,61 @@ export function consume(port: number, options: { ack?: boolean } = {}): { socket
   );
   return { socket, done };
 }
+
+export interface RawRead {
+  /** Every byte received, in order. */
+  bytes: Buffer;
+  /** The stream's FIN arrived (read to EOF). */
+  eof: boolean;
+  /** Decoded frames of `bytes` (a cut-off last frame left out). */
+  frames: Array<Record<string, unknown>>;
+  end: Record<string, unknown> | null;
+}
+
+/**
+ * A consumer as plain as `nc HOST PORT > file`: reads bytes, sends nothing. By default it reads to EOF and then
+ * closes; `dropAfter` bytes it instead `destroy`s its socket (a crash or kill: RST when bytes are unread, else FIN)
+ * or `end`s it (a half-close, as ncat does at stdin EOF: it reads on to EOF).
+ */
+export function readRaw(port: number, options: { dropAfter?: number; how?: 'destroy' | 'end' } = {}): { socket: Socket; done: Promise<RawRead> } {
+  const socket = connect({ host: '127.0.0.1', port });
+  const chunks: Buffer[] = [];
+  let received = 0;
+  let eof = false;
+  let dropped = false;
+  const maybeDrop = (): void => {
+    if (dropped || options.dropAfter === undefined || received < options.dropAfter) return;
+    dropped = true;
+    if (options.how === 'end') socket.end();
+    else socket.destroy();
+  };
+  socket.on('connect', maybeDrop);
+  socket.on('data', (chunk: Buffer) => {
+    chunks.push(chunk);
+    received += chunk.length;
+    maybeDrop();
+  });
+  socket.on('end', () => (eof = true));
+  socket.on('error', () => undefined);
+  const done = new Promise<RawRead>((resolve) =>
+    socket.on('close', () => {
+      const bytes = Buffer.concat(chunks);
+      const frames: Array<Record<string, unknown>> = [];
+      const decoder = new FrameDecoder(32 * 1024 * 1024);
+      for (const f of decoder.push(bytes)) if (f.ok) frames.push(f.value as Record<string, unknown>);
+      const last = frames.at(-1);
+      resolve({ bytes, eof, frames, end: last?.type === 'end' ? last : null });
+    }),
+  );
+  return { socket, done };
+}
+
+/** A probe and a plain stream on loopback; the stream waits `graceMs` for its first consumer. */
+export async function startPlain(env: { count: number; payloadBytes?: number; rate?: number; graceMs?: number; idleMs?: number }): Promise<{ probe: Emulator; stream: Emulator; port: number }> {
+  const idle = env.idleMs ?? 10_000;
+  const probe = await startEmulator('probe', { PROBE_PORT: 0, PROBE_COUNT: env.count, PROBE_PAYLOAD_BYTES: env.payloadBytes ?? 64, PROBE_RATE: env.rate ?? 0, EMULATOR_IDLE_TIMEOUT_MS: idle });
+  const { port: probePort } = await within(5000, 'probe ready', probe.ready);
+  const stream = await startEmulator('stream', { PROBE_HOST: '127.0.0.1', PROBE_PORT: probePort as number, STREAM_PORT: 0, STREAM_GRACE_MS: env.graceMs ?? 60_000, EMULATOR_IDLE_TIMEOUT_MS: idle });
+  const { port } = await within(5000, 'stream ready', stream.ready);
+  return { probe, stream, port: port as number };
+}

@@ -35,7 +35,18 @@ if (docker) {
     const watch = client!.request<SessionView>('session.watch', { id }, { onStatus: (f) => frames.push(f), timeoutMs: 60_000 });
     await waitFor('the watch to report the ready session', async () => (frames.some((f) => f.session_state === 'ready') ? true : undefined), 10_000, 20);
 
+    // Usage is there as soon as resources {fresh} answers (a sample begun after the ask), not a scheduled tick later.
+    // (The engine can answer an empty stats reading on a loaded host: that container is then left out, so ask a few times.)
+    let running: SessionView & { usage?: { containers: number; memory_bytes: number } } = await client!.request('session.get', { id });
+    for (let i = 0; i < 5 && !(running.usage && running.usage.containers >= 2); i++) {
+      await client!.request('resources', { fresh: true }, { timeoutMs: 30_000 });
+      running = await client!.request('session.get', { id });
+    }
+    assert.ok(running.usage && running.usage.containers >= 2 && running.usage.memory_bytes > 0, `usage of a running session: ${JSON.stringify(running.usage)}`);
+
     const stopped = await client!.request<SessionView>('session.stop', { id }, { timeoutMs: 60_000 });
+    const after = await client!.request<SessionView & { usage?: unknown }>('session.get', { id });
+    assert.is(after.usage, undefined, 'a finished session shows no usage');
     const watched = await watch;
     assert.is(stopped.state, 'stopped');
     assert.is(watched.state, 'stopped');

@@ -1,7 +1,8 @@
 /**
  * Reaping on the real engine with a real SQLite file: completion by event, completion by the sweep when the
  * event stream is cut, the TTL, and orphan removal. Objects carry io.edgeecho.test=sessions and a run-unique
- * session prefix; the sweep under test is scoped to that prefix so it never touches other tests' objects.
+ * session prefix (for cleanup); the driver is an instance of its own, so the sweep under test never judges other
+ * tests' or daemons' objects.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -33,7 +34,7 @@ if (docker) {
     const bus = new SessionBus();
     const finisher = testLifecycle({ driver, store, bus, config: { stopTimeoutS: 1 } });
     const reaperDriver = overrides.events ? { inspectContainer: driver.inspectContainer.bind(driver), events: overrides.events } : driver;
-    const reaper = new Reaper({ driver: reaperDriver, store, finisher, log: silentLogger, owns: (s) => s.startsWith(prefix) });
+    const reaper = new Reaper({ driver: reaperDriver, store, finisher, log: silentLogger });
     const clock = { now: Date.now() };
     const sweep = new Sweep({
       driver,
@@ -42,7 +43,6 @@ if (docker) {
       settings: { sessionTtlS: 60, orphanGraceS: 5, retentionDays: 14, keepFailed: false },
       cron: '* * * * * *',
       log: silentLogger,
-      owns: (s) => s?.startsWith(prefix) === true,
       now: () => clock.now,
     });
     const ids: string[] = [];
@@ -149,13 +149,15 @@ if (docker) {
       const orphan = nextId();
       const live = nextId();
       h.ids.push(orphan, live);
+      // The sweep's clock is read from before the launch: on a loaded engine launching may take longer than the grace.
+      const launchedFrom = Date.now();
       await launchSession(driver, null, image, orphan);
       await launchSession(driver, h.store, image, live);
-      h.clock.now = Date.now();
+      h.clock.now = launchedFrom;
       const first = await h.sweep.tick();
       assert.equal(first.removed, { containers: [], networks: [] }, 'nothing removed inside the grace');
       assert.is(await leftovers(docker, orphan), 3);
-      h.clock.now += 5_000;
+      h.clock.now = Date.now() + 5_000;
       const second = await h.sweep.tick();
       assert.is(second.removed.containers.length, 2);
       assert.is(second.removed.networks.length, 1);

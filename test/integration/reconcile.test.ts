@@ -1,7 +1,7 @@
 /**
  * Reconcile after a simulated crash on the real engine: one "daemon" creates objects and records and goes away
- * without cleaning up; a fresh instance (new store handle on the same SQLite file, new driver) reconciles.
- * Scoped to a run-unique session prefix; everything is removed by session label in finally.
+ * without cleaning up; its restart (new store handle on the same SQLite file, new driver of the same instance)
+ * reconciles. Session ids carry a run-unique prefix; everything is removed by session label in finally.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -17,6 +17,7 @@ import { Reaper } from '../../src/sessions/reaper.js';
 import { reconcile } from '../../src/sessions/reconcile.js';
 import { testLifecycle } from '../support/lifecycle.js';
 import { openSessionStore } from '../../src/sessions/sqlite-store.js';
+import { newInstanceId } from '../../src/sessions/session-id.js';
 import { EXIT_AT_ONCE, RUN_UNTIL_TERM, baseImage, launchSession, leftovers, removeSessions, runPrefix, terminate, testDriver, waitFor } from '../../support/reaping-fixtures.js';
 
 const docker = await dockerOrSkip('integration/reconcile');
@@ -26,6 +27,8 @@ if (docker) {
 
   test('a fresh instance adopts running sessions, fails vanished ones, rolls back creates and removes orphans', async () => {
     const prefix = runPrefix();
+    // Both "daemons" are one instance (one data dir); nothing of another instance is within reach.
+    const instance = newInstanceId();
     const ids = { run: `${prefix}run`, done: `${prefix}done`, gone: `${prefix}gone`, half: `${prefix}half`, orphan: `${prefix}orph` };
     const dir = mkdtempSync(join(tmpdir(), 'edgeecho-reconcile-'));
     const path = join(dir, 'sessions.sqlite');
@@ -33,7 +36,7 @@ if (docker) {
       // The daemon that "crashed": records and objects, no teardown.
       {
         const store = openSessionStore(path);
-        const driver = testDriver(docker);
+        const driver = testDriver(docker, instance);
         await launchSession(driver, store, image, ids.run);
         const done = await launchSession(driver, store, image, ids.done, { scripts: { probe: EXIT_AT_ONCE, stream: EXIT_AT_ONCE } });
         const gone = await launchSession(driver, store, image, ids.gone);
@@ -48,11 +51,11 @@ if (docker) {
 
       // The next start.
       const store = openSessionStore(path);
-      const driver = testDriver(docker);
+      const driver = testDriver(docker, instance);
       const limits = { memoryBytes: 64 * 1024 * 1024, nanoCpus: 0.25e9, pids: 32 };
       const admission = new Admission({ capacityMemory: 1e12, capacityCpus: 64, minFreeMemory: 0, maxSessions: 10, limits: { probe: limits, stream: limits, segmentation: limits }, availableMemory: () => null });
       const finisher = testLifecycle({ driver, store, admission, config: { stopTimeoutS: 1 } });
-      const reaper = new Reaper({ driver, store, finisher, log: silentLogger, owns: (s) => s.startsWith(prefix) });
+      const reaper = new Reaper({ driver, store, finisher, log: silentLogger });
       try {
         const report = await reconcile({
           driver,
@@ -60,7 +63,6 @@ if (docker) {
           lifecycle: finisher,
           settings: { orphanGraceS: 0, keepFailed: false, sessionTtlS: 3600 },
           log: silentLogger,
-          owns: (s) => s?.startsWith(prefix) === true,
         });
         assert.equal(report.adopted, [ids.run]);
         assert.equal(report.finished, [ids.done]);

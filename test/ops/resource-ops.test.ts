@@ -7,18 +7,20 @@ import type { AdmissionState } from '../../src/resources/admission.js';
 import type { ResourceSnapshot } from '../../src/resources/tracker.js';
 import { silentLogger } from '../../src/log.js';
 
+const none = () => ({ containers: 0, running: 0, networks: 0 });
 const snap = (at: number): ResourceSnapshot => ({
   at,
   host: { cpus: 2, cpuPercent: 1, memoryTotalBytes: 2, memoryAvailableBytes: 1, load: [0, 0, 0], dataDir: '/d', diskFreeBytes: 1, diskTotalBytes: 2 },
-  engine: { name: 'fake', reachable: true, running: 0, containers: 0, networks: 0 },
+  engine: { name: 'fake', reachable: true, running: 0, containers: 0, networks: 0, foreign: none(), unlabelled: none() },
   sessions: [],
 });
 
 const ctx = { id: 1, signal: new AbortController().signal, log: silentLogger, conn: { id: 'c', peer: 'p' }, status() {}, event() {} };
 
-function resourcesOp(tracker: { latest(): ResourceSnapshot | null; sample(): Promise<ResourceSnapshot> }, admission?: { state(): AdmissionState }) {
+function resourcesOp(fake: { latest(): ResourceSnapshot | null; sample(): Promise<ResourceSnapshot> }, admission?: { state(): AdmissionState }, instance?: string) {
+  const tracker = { sampleFresh: () => fake.sample(), ...fake };
   const registry = new OpRegistry();
-  for (const op of resourceOps(admission ? { tracker, admission } : { tracker })) registry.register(op);
+  for (const op of resourceOps({ tracker, ...(admission ? { admission } : {}), ...(instance ? { instance } : {}) })) registry.register(op);
   const op = registry.get('resources')!;
   return (args: Record<string, unknown> = {}) => op.handler(validateArgs(op.args, args), ctx) as Promise<ResourcesResult>;
 }
@@ -34,7 +36,7 @@ test('resources answers the latest snapshot with admission state, sampling only 
   assert.equal(first.admission, { sessions: 1, max_sessions: 2, reserved_memory_bytes: 3, capacity_memory_bytes: 4, reserved_cpus: 1, capacity_cpus: 8 });
   assert.is((await call()).at, 1);
   assert.is((await call({ fresh: true })).at, 2);
-  assert.throws(() => validateArgs(resourceOps({ tracker })[0]!.args, { fresh: 'yes' }), /args.fresh: expected boolean/);
+  assert.throws(() => validateArgs(resourceOps({ tracker: { ...tracker, sampleFresh: tracker.sample } })[0]!.args, { fresh: 'yes' }), /args.fresh: expected boolean/);
 });
 
 test('the answer is snake_case, exactly the "resources result" vector of protocol/vectors/frames.json', async () => {
@@ -54,7 +56,7 @@ test('the answer is snake_case, exactly the "resources result" vector of protoco
       diskFreeBytes: w.host.disk_free_bytes,
       diskTotalBytes: w.host.disk_total_bytes,
     },
-    engine: { ...w.engine },
+    engine: { ...w.engine, foreign: { ...w.engine.foreign }, unlabelled: { ...w.engine.unlabelled } },
     sessions: w.sessions.map((s) => ({ session: s.session, containers: s.containers, cpuPercent: s.cpu_percent, memoryBytes: s.memory_bytes, memoryLimitBytes: s.memory_limit_bytes })),
   };
   const a = w.admission!;
@@ -66,19 +68,20 @@ test('the answer is snake_case, exactly the "resources result" vector of protoco
     reservedCpus: a.reserved_cpus,
     capacityCpus: a.capacity_cpus,
   };
-  const answer = await resourcesOp({ latest: () => snapshot, sample: async () => snapshot }, { state: () => state })();
+  const answer = await resourcesOp({ latest: () => snapshot, sample: async () => snapshot }, { state: () => state }, w.instance)();
   assert.equal(answer, expected);
-  assert.equal(Object.keys(answer), ['at', 'host', 'engine', 'sessions', 'admission']);
+  assert.equal(Object.keys(answer), ['at', 'instance', 'host', 'engine', 'sessions', 'admission']);
 });
 
 test('without admission the key is absent; an unreachable engine carries its error; the first sample has cpu_percent null', async () => {
   const s = snap(5);
   s.host.cpuPercent = null;
-  s.engine = { name: 'docker', reachable: false, running: 0, containers: 0, networks: 0, error: 'connect ENOENT /var/run/docker.sock' };
+  s.engine = { name: 'docker', reachable: false, running: 0, containers: 0, networks: 0, foreign: none(), unlabelled: none(), error: 'connect ENOENT /var/run/docker.sock' };
   const answer = await resourcesOp({ latest: () => s, sample: async () => s })();
   assert.not.ok('admission' in answer);
+  assert.not.ok('instance' in answer);
   assert.is(answer.host.cpu_percent, null);
-  assert.equal(answer.engine, { name: 'docker', reachable: false, running: 0, containers: 0, networks: 0, error: 'connect ENOENT /var/run/docker.sock' });
+  assert.equal(answer.engine, { name: 'docker', reachable: false, running: 0, containers: 0, networks: 0, foreign: none(), unlabelled: none(), error: 'connect ENOENT /var/run/docker.sock' });
   const ok = await resourcesOp({ latest: () => snap(6), sample: async () => snap(6) })();
   assert.not.ok('error' in ok.engine);
 });

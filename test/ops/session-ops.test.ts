@@ -105,7 +105,9 @@ test('stop during create cancels it; the session ends stopped and removed', asyn
   while (!driver.calls.includes('waitReady probe')) await new Promise((r) => setImmediate(r));
   const id = String(ctx.statuses[0]!.session);
   const stopped = await callOp(ops, 'session.stop', { id });
-  assert.is((await creating).code, 'CANCELLED');
+  const cancelled = await creating;
+  assert.is(cancelled.code, 'CANCELLED');
+  assert.is(cancelled.details?.step, 'ready probe');
   assert.is(stopped.state, 'stopped');
   assert.is(store.get(id)!.state, 'stopped');
   assert.is(driver.containers.size, 0);

@@ -90,7 +90,8 @@ test('session usage is summed over running containers; exited and vanished conta
   );
   const tracker = new ResourceTracker({ driver, dataDir: '/data', cron: '* * * * * *', log: silentLogger, readers: fakeReaders() });
   const snap = await tracker.sample();
-  assert.equal(snap.engine, { name: 'fake', reachable: true, running: 4, containers: 5, networks: 1 });
+  const none = { containers: 0, running: 0, networks: 0 };
+  assert.equal(snap.engine, { name: 'fake', reachable: true, running: 4, containers: 5, networks: 1, foreign: none, unlabelled: none });
   assert.equal(snap.sessions, [
     { session: 'a', containers: 2, cpuPercent: 30.75, memoryBytes: 150, memoryLimitBytes: 1500 },
     { session: 'b', containers: 1, cpuPercent: 1, memoryBytes: 7, memoryLimitBytes: 70 },
@@ -130,6 +131,38 @@ test('start samples at once and on every scheduled tick; concurrent samples are 
   assert.is(tracker.latest()!.at, 3);
   tracker.stop();
   assert.is(cancelled, 1);
+});
+
+test('a session sampled at ready shows at once and survives a full sample that began before it; an ended one is dropped', async () => {
+  const objects: ManagedObjects = { containers: [container('a1', 'a', true)], networks: [] };
+  const usage: Record<string, ContainerUsage> = { a1: { cpuPercent: 5, memoryBytes: 100, memoryLimitBytes: 1000 }, b1: { cpuPercent: 7, memoryBytes: 200, memoryLimitBytes: 2000 } };
+  const driver = fakeDriver(objects, usage);
+  let now = 0;
+  let release!: () => void;
+  const readers = fakeReaders();
+  const tracker = new ResourceTracker({ driver, dataDir: '/', cron: '* * * * * *', log: silentLogger, readers, scheduler: () => ({ cancel() {} }), now: () => now });
+  await tracker.start();
+  assert.equal(tracker.latest()!.sessions.map((s) => s.session), ['a']);
+  // A full sample starts (listing before b exists) and is held while b turns ready and is sampled on its own.
+  const gate = new Promise<void>((r) => (release = r));
+  const procStat = readers.procStat;
+  readers.procStat = async () => (await gate, procStat());
+  now = 10;
+  const full = tracker.sample();
+  now = 20;
+  objects.containers.push(container('b1', 'b', true));
+  assert.is((await tracker.sampleSession('b'))?.memoryBytes, 200);
+  assert.equal(tracker.latest()!.sessions.map((s) => s.session), ['a', 'b']);
+  objects.containers.splice(1, 1);
+  release();
+  await full;
+  assert.equal(tracker.latest()!.sessions.map((s) => s.session), ['a', 'b'], 'the older full listing does not hide b');
+  now = 30;
+  tracker.forget('a');
+  assert.equal(tracker.latest()!.sessions.map((s) => s.session), ['b']);
+  now = 40;
+  await tracker.sample();
+  assert.equal(tracker.latest()!.sessions.map((s) => s.session), ['a'], 'a full sample begun after both readings is the truth again');
 });
 
 test.run();

@@ -78,7 +78,9 @@ test('a create ended from elsewhere (TTL) is cancelled and rolled back; its rese
   const final = await t.lifecycle.finish(id, { cause: 'expired', ttlS: 5, state: 'creating' });
   open();
   assert.is(final.state, 'failed');
-  assert.is(((await creating) as EdgeechoError).code, 'TIMEOUT');
+  const err = (await creating) as EdgeechoError;
+  assert.is(err.code, 'TIMEOUT');
+  assert.is(err.details?.step, 'ready probe', 'the error names the step the cancel interrupted');
   assert.not.ok(t.admission.has(id));
   assert.equal([t.runtime.containers.size, t.runtime.networks.size], [0, 0]);
   assert.equal(frames.at(-1), { ...frames.at(-1), step: 'session', state: 'failed' });
@@ -110,6 +112,67 @@ test('stop of a finished session only cleans up; NOT_FOUND for an unknown one', 
     () => assert.unreachable(),
     (e: EdgeechoError) => assert.is(e.code, 'NOT_FOUND'),
   );
+});
+
+test('a stop landing after the last step ended but before the create returned still ends the session stopped, with nothing left', async () => {
+  using t = setup();
+  let id = '';
+  let stopping: Promise<{ state: string }> | undefined;
+  const frames: Array<Record<string, unknown>> = [];
+  const status = (f: Record<string, unknown>): void => {
+    frames.push(f);
+    if (f.step === 'session' && f.state === 'started') id = String(f.session);
+    // The last step reports done: the engine has nothing pending, so it no longer turns an abort into a failure.
+    if (f.step === 'location' && f.state === 'done') stopping = t.lifecycle.stop(id, { status: () => undefined });
+  };
+  const err = await t.lifecycle.create({ mode: 'plain', count: 3 }, { signal: new AbortController().signal, status }).then(
+    (): EdgeechoError => assert.unreachable('the create must not succeed once stopped') as never,
+    (e: EdgeechoError) => e,
+  );
+  assert.ok(stopping, 'the stop was issued');
+  const final = await stopping!;
+  assert.is(err.code, 'CANCELLED');
+  assert.is(final.state, 'stopped');
+  assert.is(t.store.get(id)!.state, 'stopped');
+  assert.equal([t.runtime.containers.size, t.runtime.networks.size], [0, 0]);
+  assert.not.ok(t.admission.has(id));
+  assert.equal(frames.at(-1), { ...frames.at(-1), step: 'session', state: 'failed' });
+});
+
+test('a cancel names the step it interrupted even when that step ignores the signal (create <role>)', async () => {
+  using t = setup();
+  let open!: () => void;
+  const gate = new Promise<void>((r) => (open = r));
+  const create = t.runtime.createContainer.bind(t.runtime);
+  t.runtime.createContainer = async (spec) => (await gate, create(spec));
+  const frames: Array<Record<string, unknown>> = [];
+  const creating = t.lifecycle.create({ mode: 'plain', count: 3 }, { signal: new AbortController().signal, status: (f) => frames.push(f) }).catch((e: EdgeechoError) => e);
+  await until(() => frames.some((f) => f.step === 'create probe' && f.state === 'started'));
+  const id = String(frames[0]!.session);
+  const finishing = t.lifecycle.finish(id, { cause: 'expired', ttlS: 1, state: 'creating' });
+  open();
+  await finishing;
+  const err = (await creating) as EdgeechoError;
+  assert.is(err.code, 'TIMEOUT');
+  assert.match(String(err.details?.step), /^create (probe|stream)$/);
+  assert.equal([t.runtime.containers.size, t.runtime.networks.size], [0, 0]);
+});
+
+test('a create cut off by a crash is removed at once at reconcile: no graceful stop, nothing kept even with EDGEECHO_KEEP_FAILED', async () => {
+  const runtime = new FakeRuntime();
+  const store = openSessionStore(':memory:');
+  try {
+    const lifecycle = testLifecycle({ driver: runtime, store, config: { ...config, keepFailed: true } });
+    store.create({ id: 'cut', mode: 'plain', count: 1, payloadBytes: 8, rate: null });
+    runtime.addNetwork('cut');
+    runtime.addContainer('cut', 'probe');
+    const final = await lifecycle.finish('cut', { cause: 'interrupted' });
+    assert.equal([final.state, final.transitions.at(-1)!.reason], ['failed', RESTARTED_DURING_CREATE]);
+    assert.equal([runtime.containers.size, runtime.networks.size], [0, 0]);
+    assert.not.ok(runtime.calls.some((c) => c.startsWith('stopContainer')), 'removed, not stopped first');
+  } finally {
+    store.close();
+  }
 });
 
 test.run();

@@ -4,7 +4,8 @@ import Database from 'better-sqlite3';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { openSessionStore, SESSION_DB_FILE } from '../../src/sessions/sqlite-store.js';
+import { openSessionStore, readInstanceId, SESSION_DB_FILE } from '../../src/sessions/sqlite-store.js';
+import { INSTANCE_ID_PATTERN } from '../../src/sessions/session-id.js';
 import { migrate, MIGRATIONS, SCHEMA_VERSION, type Migration } from '../../src/sessions/sqlite-migrations.js';
 import { EdgeechoError } from '../../protocol/errors.js';
 import type { SessionSpec } from '../../src/workflow/session-spec.js';
@@ -24,6 +25,49 @@ test('a new file is migrated from empty to the latest schema in WAL mode', () =>
     assert.is(store.db.pragma('journal_mode', { simple: true }), 'wal');
     const tables = store.db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").all() as Array<{ name: string }>;
     assert.ok(['containers', 'sessions', 'transitions'].every((t) => tables.some((r) => r.name === t)));
+  } finally {
+    store.close();
+  }
+});
+
+test('the instance id is made once and kept with the records; a file of the version before instances gets one and keeps its sessions', () => {
+  using tmp = tempDir();
+  assert.is(readInstanceId(tmp.path), null, 'no file yet');
+  // A file as the version before instances wrote it: schema 1, one session.
+  const old = openSessionStore(tmp.path);
+  old.create(plain('s1'), 1000);
+  old.db.exec('DROP TABLE meta');
+  old.db.pragma('user_version = 1');
+  old.close();
+  assert.is(readInstanceId(tmp.path), null, 'a file without the meta table has no instance yet');
+  const first = openSessionStore(tmp.path);
+  const id = first.instanceId();
+  assert.match(id, INSTANCE_ID_PATTERN);
+  assert.is(first.instanceId(), id);
+  assert.is(first.get('s1')!.state, 'creating');
+  first.close();
+  assert.is(readInstanceId(tmp.path), id);
+  const second = openSessionStore(tmp.path);
+  try {
+    assert.is(second.instanceId(), id);
+  } finally {
+    second.close();
+  }
+  using other = tempDir();
+  const fresh = openSessionStore(other.path);
+  try {
+    assert.is.not(fresh.instanceId(), id, 'another data dir is another instance');
+  } finally {
+    fresh.close();
+  }
+});
+
+test('a damaged instance id is refused, not replaced: the objects labelled with the old one would be orphaned', () => {
+  using tmp = tempDir();
+  const store = openSessionStore(tmp.path);
+  try {
+    store.db.prepare("INSERT INTO meta (key, value) VALUES ('instance', 'Not An Id')").run();
+    assert.throws(() => store.instanceId(), /expected an instance id of 12 base32 characters in table meta, found "Not An Id"/);
   } finally {
     store.close();
   }

@@ -5,7 +5,7 @@
  * reconcile tests.
  */
 import { EdgeechoError } from '../../protocol/errors.js';
-import type { ContainerRef, ContainerSpec, ContainerState, ContainerUsage, ManagedObjects, NetworkRef, NetworkSpec, ReadyInfo, Role, RuntimeDriver, RuntimeEvent } from '../../src/runtime/driver.js';
+import { LABEL_INSTANCE, type ContainerRef, type ContainerSpec, type ContainerState, type ContainerUsage, type ManagedNetwork, type ManagedObjects, type NetworkRef, type NetworkSpec, type ReadyInfo, type Role, type RuntimeDriver, type RuntimeEvent } from '../../src/runtime/driver.js';
 import { outcomeOf, type Finisher, type FinishRequest } from '../../src/sessions/outcome.js';
 import type { SessionStore } from '../../src/sessions/types.js';
 
@@ -21,7 +21,7 @@ export type FakeContainer = ContainerState & { env: Record<string, string>; labe
 export class FakeRuntime implements RuntimeDriver {
   readonly name = 'fake';
   containers = new Map<string, FakeContainer>();
-  networks = new Map<string, { id: string; name: string; session?: string; created: string }>();
+  networks = new Map<string, ManagedNetwork>();
   removed: string[] = [];
   /** The create path's calls in order, e.g. `createContainer probe`, `waitReady stream`. */
   calls: string[] = [];
@@ -36,15 +36,17 @@ export class FakeRuntime implements RuntimeDriver {
   private clockNano = 1_000_000_000_000;
   private next = 1;
 
-  addContainer(session: string | undefined, role: Role, running = true, id = `${session}-${role}`): FakeContainer {
+  /** `instance`: the io.edgeecho.instance label it carries (none, as made by an edgeecho before instances). */
+  addContainer(session: string | undefined, role: Role, running = true, id = `${session}-${role}`, instance?: string): FakeContainer {
     const c: FakeContainer = { id, name: `edgeecho-${session}-${role}`, role, running, status: running ? 'running' : 'exited', exitCode: running ? null : 0, oomKilled: false, startedAt: null, finishedAt: null, env: {}, labels: {} };
     if (session !== undefined) c.session = session;
+    if (instance !== undefined) c.instance = c.labels[LABEL_INSTANCE] = instance;
     this.containers.set(id, c);
     return c;
   }
 
-  addNetwork(session: string | undefined, created = new Date(0).toISOString(), id = `${session}-net`): void {
-    this.networks.set(id, { id, name: `edgeecho-${session}-net`, ...(session !== undefined ? { session } : {}), created });
+  addNetwork(session: string | undefined, created = new Date(0).toISOString(), id = `${session}-net`, instance?: string): void {
+    this.networks.set(id, { id, name: `edgeecho-${session}-net`, ...(session !== undefined ? { session } : {}), ...(instance !== undefined ? { instance } : {}), created });
   }
 
   /** The container exits and a die event is sent to every open stream (unless quiet). */
@@ -53,7 +55,10 @@ export class FakeRuntime implements RuntimeDriver {
     c.running = false;
     c.status = 'exited';
     c.exitCode = exitCode;
-    if (!quiet) this.emit({ type: 'container', action: 'die', id, ...(c.session ? { session: c.session } : {}), ...(c.role ? { role: c.role } : {}), exitCode, timeNano: (this.clockNano += 1_000_000) });
+    if (!quiet) {
+      const labels = { ...(c.session ? { session: c.session } : {}), ...(c.role ? { role: c.role } : {}), ...(c.instance ? { instance: c.instance } : {}) };
+      this.emit({ type: 'container', action: 'die', id, ...labels, exitCode, timeNano: (this.clockNano += 1_000_000) });
+    }
   }
 
   emit(event: RuntimeEvent): void {
@@ -93,7 +98,8 @@ export class FakeRuntime implements RuntimeDriver {
     this.calls.push(`createNetwork ${spec.name}`);
     this.maybeFail('createNetwork');
     const id = `net${this.next++}`;
-    this.networks.set(id, { id, name: spec.name, session: spec.session, created: new Date().toISOString() });
+    const instance = spec.labels[LABEL_INSTANCE];
+    this.networks.set(id, { id, name: spec.name, session: spec.session, ...(instance ? { instance } : {}), created: new Date().toISOString() });
     return { id, name: spec.name, subnet: '10.0.0.0/28' };
   }
 
@@ -103,6 +109,7 @@ export class FakeRuntime implements RuntimeDriver {
     const id = `c${this.next++}-${spec.role}`;
     const c: FakeContainer = { id, name: spec.name, role: spec.role, session: spec.session, running: false, status: 'created', exitCode: null, oomKilled: false, startedAt: null, finishedAt: null, env: spec.env, labels: spec.labels };
     if (spec.publish) c.publish = spec.publish;
+    if (spec.labels[LABEL_INSTANCE]) c.instance = spec.labels[LABEL_INSTANCE];
     this.containers.set(id, c);
     return { id, name: spec.name, role: spec.role };
   }

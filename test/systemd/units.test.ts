@@ -84,6 +84,7 @@ test('the service runs the production bundle with node, notifies readiness and k
   assert.equal(service.get('NotifyAccess'), ['all'], 'systemd-notify runs as a child: NotifyAccess=all');
   assert.ok(service.has('WatchdogSec'));
   assert.equal(service.get('Restart'), ['on-failure']);
+  assert.equal(service.get('RestartPreventExitStatus'), ['2'], 'bad configuration (exit 2) is not retried');
   assert.equal(service.get('StateDirectory'), ['edgeecho']);
   assert.equal(service.get('RuntimeDirectory'), ['edgeecho']);
   assert.equal(service.get('EnvironmentFile'), ['-/etc/edgeecho/edgeecho.env']);

@@ -4,7 +4,7 @@
  * host's own Node runtime: the node binary plus the shared libraries `ldd` lists, imported as an image.
  */
 import { execFile, spawn } from 'node:child_process';
-import { mkdtemp, mkdir, writeFile, rm, realpath } from 'node:fs/promises';
+import { chmod, mkdtemp, mkdir, writeFile, rm, realpath } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -74,10 +74,14 @@ export async function buildHostNodeBase(docker: Docker, log: Logger): Promise<st
   const staging = await mkdtemp(join(tmpdir(), 'edgeecho-base-'));
   try {
     await mkdir(join(staging, 'etc'));
-    await mkdir(join(staging, 'tmp'), { mode: 0o1777 });
+    await mkdir(join(staging, 'tmp'));
     await mkdir(join(staging, 'app'));
     await writeFile(join(staging, 'etc', 'passwd'), 'root:x:0:0:root:/root:/sbin/nologin\nnode:x:1000:1000:node:/app:/sbin/nologin\n');
     await writeFile(join(staging, 'etc', 'group'), 'root:x:0:\nnode:x:1000:\n');
+    // Explicit modes, not the process umask: under the unit's UMask=0027 uid 1000 could not enter /app or write /tmp.
+    for (const [path, mode] of [['etc', 0o755], ['etc/passwd', 0o644], ['etc/group', 0o644], ['tmp', 0o1777], ['app', 0o755]] as const) {
+      await chmod(join(staging, path), mode);
+    }
     // -h stores what symlinks point at, so /lib64/ld-linux and versioned library links arrive as real files.
     const tar = spawn('tar', ['-c', '-h', '--numeric-owner', '--owner=0', '--group=0', '-C', '/', ...files.map((f) => f.slice(1)), '-C', staging, 'etc', 'tmp', 'app'], {
       stdio: ['ignore', 'pipe', 'pipe'],

@@ -2,11 +2,13 @@
  * The dockerode RuntimeDriver. Every object it creates carries io.edgeecho.* labels and an
  * edgeecho-<session>-<role> name, so the engine itself answers "what is ours" after a restart.
  */
+import { randomInt } from 'node:crypto';
 import Docker from 'dockerode';
 import type { Logger } from 'pino';
 import { EdgeechoError } from '../../../protocol/errors.js';
 import { silentLogger } from '../../log.js';
 import {
+  LABEL_INSTANCE,
   LABEL_MANAGED,
   LABEL_ROLE,
   LABEL_SESSION,
@@ -14,6 +16,7 @@ import {
   type ContainerSpec,
   type ContainerState,
   type ContainerUsage,
+  type ManagedNetwork,
   type ManagedObjects,
   type NetworkRef,
   type NetworkSpec,
@@ -42,6 +45,12 @@ export interface DockerDriverOptions {
 }
 
 const POOL_OVERLAP = /pool overlaps|overlaps with other one|networks have overlapping/i;
+/**
+ * Creates in a row answered "Pool overlaps" before giving up. Each one re-reads the engine's networks, so only
+ * other daemons creating networks at that very moment can cause the next; this many in a row means something
+ * else is wrong.
+ */
+export const MAX_SUBNET_ATTEMPTS = 16;
 
 export class DockerDriver implements RuntimeDriver {
   readonly name = 'docker';
@@ -49,13 +58,16 @@ export class DockerDriver implements RuntimeDriver {
   readonly subnets: SubnetPool;
   private readonly log: Logger;
   private subnetsLoaded: Promise<void> | null = null;
+  /** Subnets of the networks this driver created, by network id. */
   private readonly networkSubnets = new Map<string, string>();
+  /** Subnets of every network on the engine at the last look, by network id. */
+  private readonly engineSubnets = new Map<string, string>();
   /** Output watches opened before start, consumed by waitReady. */
   private readonly watches = new Map<string, { name: string; watch: ReadyWatch }>();
 
   constructor(options: DockerDriverOptions) {
     this.docker = options.docker ?? new Docker({ socketPath: options.socketPath ?? '/var/run/docker.sock' });
-    this.subnets = new SubnetPool(options.subnetPool, options.subnetPrefix);
+    this.subnets = new SubnetPool(options.subnetPool, options.subnetPrefix, { start: randomInt(2 ** 30) });
     this.log = options.log ?? silentLogger;
   }
 
@@ -71,33 +83,45 @@ export class DockerDriver implements RuntimeDriver {
     }
   }
 
-  /** Marks the subnets of existing networks used, once, before the first allocation. */
+  /** Reads the subnets of every network on the engine (any daemon's), before the first allocation. */
   private loadSubnets(): Promise<void> {
-    this.subnetsLoaded ??= (async () => {
-      let networks: Docker.NetworkInspectInfo[];
-      try {
-        networks = await this.docker.listNetworks();
-      } catch (err) {
-        this.subnetsLoaded = null;
-        throw mapDockerError(err, 'list networks');
-      }
-      for (const network of networks) {
-        for (const config of network.IPAM?.Config ?? []) {
-          if (config.Subnet) {
-            this.subnets.markUsed(config.Subnet);
-            this.networkSubnets.set(network.Id, config.Subnet);
-          }
-        }
-      }
-    })();
+    this.subnetsLoaded ??= this.refreshSubnets().catch((err) => {
+      this.subnetsLoaded = null;
+      throw err;
+    });
     return this.subnetsLoaded;
+  }
+
+  /** The engine's networks now: networks made meanwhile by others are avoided, removed ones freed. */
+  private async refreshSubnets(): Promise<void> {
+    let networks: Docker.NetworkInspectInfo[];
+    try {
+      networks = await this.docker.listNetworks();
+    } catch (err) {
+      throw mapDockerError(err, 'list networks');
+    }
+    // Rebuilt, not added to: networks other daemons removed meanwhile are forgotten with their subnets.
+    this.engineSubnets.clear();
+    for (const network of networks) {
+      for (const config of network.IPAM?.Config ?? []) if (config.Subnet) this.engineSubnets.set(network.Id, config.Subnet);
+    }
+    this.subnets.observe(this.engineSubnets.values());
+  }
+
+  /** The next subnet; when none looks free, the engine is read again first (networks seen earlier may be gone). */
+  private async allocateSubnet(): Promise<string> {
+    try {
+      return this.subnets.allocate();
+    } catch {
+      await this.refreshSubnets();
+      return this.subnets.allocate();
+    }
   }
 
   async createNetwork(spec: NetworkSpec): Promise<NetworkRef> {
     await this.loadSubnets();
-    // Each overlap marks one more subnet used, so this ends within the pool's size.
-    for (let attempt = 0; attempt <= this.subnets.size; attempt++) {
-      const subnet = this.subnets.allocate();
+    for (let attempt = 1; attempt <= MAX_SUBNET_ATTEMPTS; attempt++) {
+      const subnet = await this.allocateSubnet();
       try {
         const network = await this.docker.createNetwork({
           Name: spec.name,
@@ -109,15 +133,18 @@ export class DockerDriver implements RuntimeDriver {
         this.networkSubnets.set(network.id, subnet);
         return { id: network.id, name: spec.name, subnet };
       } catch (err) {
-        if (POOL_OVERLAP.test(dockerMessage(err))) {
-          this.log.debug({ subnet, network: spec.name }, 'subnet taken outside this daemon; trying the next');
-          continue;
-        }
         this.subnets.release(subnet);
-        throw mapDockerError(err, `create network ${spec.name}`);
+        if (!POOL_OVERLAP.test(dockerMessage(err))) throw mapDockerError(err, `create network ${spec.name}`);
+        // Another daemon took it since the last look: look again, so the next pick avoids all it made meanwhile.
+        this.log.debug({ subnet, network: spec.name, attempt }, 'subnet taken outside this daemon; reading the engine\'s networks again');
+        await this.refreshSubnets();
       }
     }
-    throw new EdgeechoError('RESOURCE_EXHAUSTED', `no subnet of ${this.subnets.pool} could be used for ${spec.name}: every one overlaps an existing network (EDGEECHO_SUBNET_POOL)`);
+    throw new EdgeechoError(
+      'RESOURCE_EXHAUSTED',
+      `${MAX_SUBNET_ATTEMPTS} subnets of ${this.subnets.pool} in a row overlapped networks created meanwhile outside this daemon, for ${spec.name}; other processes on this engine may be using the same pool: give each daemon its own EDGEECHO_SUBNET_POOL`,
+      { pool: this.subnets.pool, prefix: this.subnets.prefix, attempts: MAX_SUBNET_ATTEMPTS },
+    );
   }
 
   async removeNetwork(id: string): Promise<void> {
@@ -126,9 +153,10 @@ export class DockerDriver implements RuntimeDriver {
     } catch (err) {
       if (!isStatus(err, 404)) throw mapDockerError(err, `remove network ${id}`);
     }
-    const subnet = this.networkSubnets.get(id);
+    const subnet = this.networkSubnets.get(id) ?? this.engineSubnets.get(id);
     if (subnet) {
       this.networkSubnets.delete(id);
+      this.engineSubnets.delete(id);
       this.subnets.release(subnet);
     }
   }
@@ -323,6 +351,7 @@ export class DockerDriver implements RuntimeDriver {
       };
       if (c.Labels[LABEL_ROLE]) state.role = c.Labels[LABEL_ROLE] as Role;
       if (c.Labels[LABEL_SESSION]) state.session = c.Labels[LABEL_SESSION];
+      if (c.Labels[LABEL_INSTANCE]) state.instance = c.Labels[LABEL_INSTANCE];
       const port = c.Ports.find((p) => p.PublicPort);
       if (port) state.published = { host: port.IP || '0.0.0.0', port: port.PublicPort };
       return state;
@@ -340,9 +369,11 @@ export class DockerDriver implements RuntimeDriver {
     return {
       containers,
       networks: networks.map((n) => {
-        const network: ManagedObjects['networks'][number] = { id: n.Id, name: n.Name, created: n.Created };
+        const network: ManagedNetwork = { id: n.Id, name: n.Name, created: n.Created };
         const session = n.Labels?.[LABEL_SESSION];
         if (session) network.session = session;
+        const instance = n.Labels?.[LABEL_INSTANCE];
+        if (instance) network.instance = instance;
         return network;
       }),
     };
@@ -368,6 +399,9 @@ export class DockerDriver implements RuntimeDriver {
     } catch (err) {
       throw mapDockerError(err, `stats of container ${id}`);
     }
+    // The engine answers an empty reading when it could not collect one (a container starting or stopping, a loaded
+    // host): no memory limit at all is never real for our containers, so it is reported as unavailable, not as zeros.
+    if (!s.memory_stats?.limit) throw new EdgeechoError('RUNTIME_UNAVAILABLE', `stats of container ${id}: the engine returned an empty reading`, { container: id });
     return usageFromStats(s);
   }
 }

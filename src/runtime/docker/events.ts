@@ -1,5 +1,5 @@
 /** The engine's event stream (newline-delimited JSON), narrowed to RuntimeEvent. */
-import { LABEL_ROLE, LABEL_SESSION, type RuntimeEvent } from '../driver.js';
+import { LABEL_INSTANCE, LABEL_ROLE, LABEL_SESSION, type RuntimeEvent } from '../driver.js';
 import { LineSplitter } from './output.js';
 
 interface DockerEvent {
@@ -30,6 +30,7 @@ export function toRuntimeEvent(raw: unknown): RuntimeEvent | null {
   };
   if (attributes[LABEL_SESSION]) event.session = attributes[LABEL_SESSION];
   if (attributes[LABEL_ROLE]) event.role = attributes[LABEL_ROLE];
+  if (attributes[LABEL_INSTANCE]) event.instance = attributes[LABEL_INSTANCE];
   if (attributes.exitCode !== undefined && /^-?\d+$/.test(attributes.exitCode)) event.exitCode = Number(attributes.exitCode);
   return event;
 }

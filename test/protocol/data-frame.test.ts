@@ -3,7 +3,7 @@ import { crc32 } from 'node:zlib';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { FrameDecoder, encodeFrame } from '../../protocol/codec.js';
-import { DataFrameEncoder, peekSeq, readDataFrame, type DataFrame } from '../../emulators/data-frame.js';
+import { DataFrameEncoder, peekSeq, readDataFrame, type DataFrame } from '../../protocol/data-frame.js';
 
 for (const size of [0, 3, 64, 300, 70_000]) {
   test(`payload ${size} bytes: frames decode with the codec and the checksum is CRC-32 of the payloads`, () => {

@@ -1,0 +1,355 @@
+/**
+ * Reads the stream at a session's location (protocol/DATA.md): the details frame, data frames {seq, ts, payload}
+ * and the end frame {count, checksum}. `consume()` is an async iterator of the data frames that checks sequence
+ * continuity and, at the end, the count and CRC-32; a gap, a reorder, a bad checksum or a stream that closes
+ * before its end frame throws EdgeechoError DATA_LOSS (after the frames that arrived intact were yielded).
+ *
+ *   for await (const frame of consume(session.location)) use(frame.payload);
+ *
+ * Frames are parsed in place: a payload is a view into the received chunk (valid for as long as it is kept).
+ */
+import { connect as netConnect, type Socket } from 'node:net';
+import { encodeFrame, unpackValue } from '../../protocol/codec.js';
+import { crc32Update, readDataFrame, type DataFrame } from '../../protocol/data-frame.js';
+import { EdgeechoError } from '../../protocol/errors.js';
+import { FrameScanner } from '../../protocol/frame-scanner.js';
+import { ReadSlab } from '../../protocol/read-slab.js';
+import { DEFAULT_CONNECT_TIMEOUT_MS } from './transport.js';
+
+/** Largest frame a stream may carry: the emulators' payload limit (16 MiB) plus the map around it. */
+export const DEFAULT_STREAM_MAX_FRAME_BYTES = 16 * 1024 * 1024 + 1024;
+/** Frames parsed ahead of the reader before the socket is paused (backpressure toward the stream server). */
+const QUEUE_HIGH_FRAMES = 8192;
+
+export interface StreamLocation {
+  host: string;
+  port: number;
+}
+
+/** One data frame. The payload is a view into the received chunk, made on first access. */
+export class StreamFrame {
+  private view: Buffer | null = null;
+
+  constructor(
+    readonly seq: number,
+    /** Sender's clock, ms since the epoch. */
+    readonly ts: number,
+    private readonly body: Buffer,
+    private readonly start: number,
+    private readonly end: number,
+  ) {}
+
+  get payload(): Buffer {
+    return (this.view ??= this.body.subarray(this.start, this.end));
+  }
+
+  get payloadLength(): number {
+    return this.end - this.start;
+  }
+
+  /** Copies the payload into target at offset without making a view (the CLI's --raw path); returns the bytes. */
+  copyPayload(target: Buffer, offset: number): number {
+    return this.body.copy(target, offset, this.start, this.end);
+  }
+}
+
+export interface ConsumeOptions {
+  connectTimeoutMs?: number;
+  /** Closes the connection and rejects the iteration with CANCELLED. */
+  signal?: AbortSignal;
+  /**
+   * Accept a stream joined after its first frame (DATA.md 4): continuity is checked from the first seq received
+   * and the checksum, which covers every payload from seq 0, is not checked (summary.checksum_ok stays null).
+   */
+  allowLateJoin?: boolean;
+  maxFrame?: number;
+}
+
+export interface ConsumeSummary {
+  details: Record<string, unknown> | null;
+  frames: number;
+  /** Bytes of frames received (length prefixes included), details and end frame too. */
+  bytes: number;
+  payload_bytes: number;
+  first_seq: number | null;
+  lost: number;
+  out_of_order: number;
+  end: { count: number; checksum: number } | null;
+  /** CRC-32 of the payloads received, in arrival order. */
+  checksum: number;
+  checksum_ok: boolean | null;
+  complete: boolean;
+  /** From the first byte received to the end (or the failure). */
+  duration_ms: number;
+}
+
+/** Accepts {host, port} or "host:port" ("[::1]:7100" for IPv6). */
+export function parseLocation(location: StreamLocation | string): StreamLocation {
+  if (typeof location !== 'string') {
+    if (!location || typeof location.host !== 'string' || !Number.isInteger(location.port) || location.port < 1 || location.port > 65535) {
+      throw new EdgeechoError('BAD_REQUEST', `stream location: expected {host, port} with port 1..65535, got ${JSON.stringify(location)}`);
+    }
+    return { host: location.host, port: location.port };
+  }
+  const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(location.trim());
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || port < 1 || port > 65535) throw new EdgeechoError('BAD_REQUEST', `stream location: expected HOST:PORT with port 1..65535, got "${location}"`);
+  return { host: (m[1] ?? m[2])!, port };
+}
+
+/**
+ * The consumer side of one connection to a stream. Iterate it once; `summary` is final once the iteration ended
+ * (normally or by throwing).
+ */
+export class StreamConsumer implements AsyncIterable<StreamFrame> {
+  readonly location: StreamLocation;
+  readonly summary: ConsumeSummary = {
+    details: null,
+    frames: 0,
+    bytes: 0,
+    payload_bytes: 0,
+    first_seq: null,
+    lost: 0,
+    out_of_order: 0,
+    end: null,
+    checksum: 0,
+    checksum_ok: null,
+    complete: false,
+    duration_ms: 0,
+  };
+  private readonly options: ConsumeOptions;
+  private socket: Socket | null = null;
+  private queue: StreamFrame[] = [];
+  private head = 0;
+  private failure: EdgeechoError | null = null;
+  private done = false;
+  private waiter: (() => void) | null = null;
+  private expected = 0;
+  private startedAt = 0;
+  private iterated = false;
+  /** True once the connection to the location was made. */
+  connected = false;
+
+  constructor(location: StreamLocation | string, options: ConsumeOptions = {}) {
+    this.location = parseLocation(location);
+    this.options = options;
+  }
+
+  [Symbol.asyncIterator](): AsyncIterator<StreamFrame> {
+    return this.iterator<StreamFrame>(false);
+  }
+
+  /** The same frames, as many at a time as have arrived: one promise per read instead of one per frame. */
+  batches(): AsyncIterable<StreamFrame[]> {
+    return { [Symbol.asyncIterator]: () => this.iterator<StreamFrame[]>(true) };
+  }
+
+  private iterator<T extends StreamFrame | StreamFrame[]>(batched: boolean): AsyncIterator<T> {
+    if (this.iterated) throw new EdgeechoError('CONFLICT', 'a StreamConsumer is iterated once; call consume() again for another connection');
+    this.iterated = true;
+    const opened = this.open();
+    let ready = false;
+    /** A frame (or batch) already here, else null: the synchronous part of next(). */
+    const take = (): IteratorResult<T> | null => {
+      if (this.head >= this.queue.length) return null;
+      let value: StreamFrame | StreamFrame[];
+      if (batched) {
+        value = this.head === 0 ? this.queue : this.queue.slice(this.head);
+        this.head = this.queue.length;
+      } else {
+        value = this.queue[this.head]!;
+        this.queue[this.head++] = undefined as never;
+      }
+      if (this.head === this.queue.length) {
+        this.queue = [];
+        this.head = 0;
+        if (!this.done) this.socket?.resume();
+      }
+      return { value: value as T, done: false };
+    };
+    const wait = async (): Promise<IteratorResult<T>> => {
+      if (!ready) {
+        await opened;
+        ready = true;
+      }
+      for (;;) {
+        const got = take();
+        if (got) return got;
+        if (this.failure) throw this.failure;
+        if (this.done) return { value: undefined, done: true };
+        await new Promise<void>((resolve) => (this.waiter = resolve));
+      }
+    };
+    return {
+      // Most calls find a frame already parsed: answer them without an async function's machinery.
+      next: (): Promise<IteratorResult<T>> => {
+        const got = ready ? take() : null;
+        return got ? Promise.resolve(got) : wait();
+      },
+      return: async (): Promise<IteratorResult<T>> => {
+        // The reader stopped early (break): leave; the stream server counts this consumer as left.
+        this.finish(null);
+        this.socket?.destroy();
+        return { value: undefined, done: true };
+      },
+    };
+  }
+
+  private async open(): Promise<void> {
+    const { host, port } = this.location;
+    const timeoutMs = this.options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
+    // Larger reads into fresh memory (see ReadSlab): fewer wakeups than Node's 64 KiB reads, frames kept in place.
+    const reads = new ReadSlab();
+    const early: Buffer[] = [];
+    let onChunk = (chunk: Buffer): void => void early.push(chunk);
+    const socket = netConnect({
+      host,
+      port,
+      onread: {
+        buffer: () => reads.next(),
+        callback: (n: number, region: Uint8Array) => {
+          onChunk(reads.taken(region, n));
+          return true;
+        },
+      },
+    });
+    this.socket = socket;
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => fail(new Error(`no answer within ${timeoutMs} ms (connectTimeoutMs)`)), timeoutMs);
+      const fail = (err: NodeJS.ErrnoException): void => {
+        clearTimeout(timer);
+        socket.destroy();
+        reject(new EdgeechoError('CONNECTION_CLOSED', `cannot connect to the stream at ${host}:${port}: ${err.code ?? err.message} (is the session still ready? session.get shows its state and location)`, { location: `${host}:${port}`, errno: err.code }, { cause: err }));
+      };
+      socket.once('error', fail);
+      socket.once('connect', () => {
+        this.connected = true;
+        clearTimeout(timer);
+        socket.off('error', fail);
+        resolve();
+      });
+    });
+    const signal = this.options.signal;
+    if (signal) {
+      const onAbort = (): void => {
+        this.finish(new EdgeechoError('CANCELLED', `reading the stream at ${host}:${port} was cancelled`, undefined, { cause: signal.reason }));
+        socket.destroy();
+      };
+      if (signal.aborted) onAbort();
+      else signal.addEventListener('abort', onAbort, { once: true });
+    }
+    const scanner = new FrameScanner(this.options.maxFrame ?? DEFAULT_STREAM_MAX_FRAME_BYTES);
+    const parsed: DataFrame = { seq: 0, ts: 0, body: Buffer.alloc(0), payloadStart: 0, payloadEnd: 0 };
+    // Frames are read where they lie in the chunk: no copy, no view per frame but the payload handed out.
+    const onFrame = (buf: Buffer, start: number, length: number): boolean => {
+      this.summary.bytes += 4 + length;
+      if (readDataFrame(buf, start, length, parsed)) {
+        this.onData(parsed);
+        return !this.done;
+      }
+      let value: unknown;
+      try {
+        value = unpackValue(buf.subarray(start, start + length));
+      } catch (err) {
+        this.finish(new EdgeechoError('BAD_FRAME', `the stream at ${host}:${port} sent a frame that is not msgpack: ${(err as Error).message}`));
+        return false;
+      }
+      const v = value as Record<string, unknown> | null;
+      if (v?.type === 'details' && this.summary.details === null) {
+        const { type: _type, ...details } = v;
+        this.summary.details = details;
+      } else if (v?.type === 'end') this.onEnd(v);
+      // other frame types are ignored (DATA.md: receivers ignore what they do not know)
+      return !this.done;
+    };
+    onChunk = (chunk: Buffer): void => {
+      if (this.startedAt === 0) this.startedAt = performance.now();
+      if (this.done) return;
+      try {
+        scanner.push(chunk, onFrame);
+      } catch (err) {
+        this.finish(new EdgeechoError('BAD_FRAME', `the stream at ${host}:${port} cannot be framed any more: ${(err as Error).message}`));
+        socket.destroy();
+        return;
+      }
+      if (this.queue.length - this.head >= QUEUE_HIGH_FRAMES) socket.pause();
+      this.wake();
+    };
+    for (const chunk of early.splice(0)) onChunk(chunk);
+    socket.on('error', () => undefined);
+    socket.on('close', () => {
+      if (!this.done) {
+        const s = this.summary;
+        this.finish(new EdgeechoError('DATA_LOSS', `the stream at ${host}:${port} closed after ${s.frames} data frames without an end frame`, this.lossDetails()));
+      }
+    });
+  }
+
+  private onData(f: DataFrame): void {
+    const s = this.summary;
+    if (s.first_seq === null) {
+      s.first_seq = f.seq;
+      this.expected = f.seq;
+      if (f.seq > 0 && !this.options.allowLateJoin) {
+        s.lost += f.seq;
+        return this.finish(new EdgeechoError('DATA_LOSS', `the first data frame has seq ${f.seq}, expected 0: frames 0..${f.seq - 1} were sent before this consumer connected (allowLateJoin accepts that)`, this.lossDetails()));
+      }
+    }
+    if (f.seq !== this.expected) {
+      if (f.seq > this.expected) s.lost += f.seq - this.expected;
+      else s.out_of_order++;
+      const what = f.seq > this.expected ? `${f.seq - this.expected} frames missing` : 'out of order';
+      return this.finish(new EdgeechoError('DATA_LOSS', `data frame seq ${f.seq} after ${this.expected - 1}, expected ${this.expected}: ${what}`, this.lossDetails()));
+    }
+    this.expected++;
+    s.frames++;
+    s.payload_bytes += f.payloadEnd - f.payloadStart;
+    s.checksum = crc32Update(s.checksum, f.body, f.payloadStart, f.payloadEnd);
+    this.queue.push(new StreamFrame(f.seq, f.ts, f.body, f.payloadStart, f.payloadEnd));
+  }
+
+  private onEnd(v: Record<string, unknown>): void {
+    const s = this.summary;
+    const count = typeof v.count === 'number' ? v.count : -1;
+    const checksum = typeof v.checksum === 'number' ? v.checksum : -1;
+    s.end = { count, checksum };
+    const late = (s.first_seq ?? 0) > 0;
+    if (count > this.expected) s.lost += count - this.expected;
+    if (!late) s.checksum_ok = checksum === s.checksum;
+    // An explicit ack, then our FIN: the server counts this consumer done either way (DATA.md 5).
+    this.socket?.end(encodeFrame({ type: 'ack', count: s.frames }));
+    if (count !== this.expected) {
+      return this.finish(new EdgeechoError('DATA_LOSS', `the end frame announces ${count} frames, the stream delivered up to seq ${this.expected - 1} (${s.frames} frames)`, this.lossDetails()));
+    }
+    if (s.checksum_ok === false) {
+      return this.finish(new EdgeechoError('DATA_LOSS', `checksum mismatch: CRC-32 of the payloads received is ${s.checksum}, the end frame says ${checksum}`, this.lossDetails()));
+    }
+    s.complete = !late;
+    this.finish(null);
+  }
+
+  private lossDetails(): Record<string, unknown> {
+    const s = this.summary;
+    return { location: `${this.location.host}:${this.location.port}`, frames: s.frames, first_seq: s.first_seq, lost: s.lost, out_of_order: s.out_of_order, end: s.end, checksum: s.checksum };
+  }
+
+  private finish(error: EdgeechoError | null): void {
+    if (this.done) return;
+    this.done = true;
+    this.failure = error;
+    this.summary.duration_ms = this.startedAt ? performance.now() - this.startedAt : 0;
+    if (error) this.socket?.destroy();
+    this.wake();
+  }
+
+  private wake(): void {
+    const w = this.waiter;
+    this.waiter = null;
+    w?.();
+  }
+}
+
+/** Connects to a session's location and iterates its data frames; see StreamConsumer. */
+export function consume(location: StreamLocation | string, options: ConsumeOptions = {}): StreamConsumer {
+  return new StreamConsumer(location, options);
+}
