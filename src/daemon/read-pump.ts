@@ -89,8 +89,10 @@ export class ReadPump {
     this.split(chunk, split, this.directBound);
     this.scheduler.chargeDirect(this.scheduler.now() - this.turnStarted);
     if ((this.state as PumpState) === 'stopped') return;
-    if (this.stoppedOn === 'turn') this.yieldTurn();
-    else if (this.head < this.queue.length || this.fatalError !== null || this.host.blocked()) this.run();
+    const left = this.head < this.queue.length;
+    // an async op as the chunk's last frame leaves nothing to yield for: no pause, no turn
+    if (left && this.stoppedOn === 'turn') this.yieldTurn();
+    else if (left || this.fatalError !== null || this.host.blocked()) this.run();
     else this.state = 'idle';
   }
 

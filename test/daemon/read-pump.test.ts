@@ -48,6 +48,13 @@ test('a chunk within the turn is handled as it is split: no pause, no queue', ()
   assert.is(pump.queued, 0);
 });
 
+test('a chunk ending with an async op (a hello, one session op) costs no pause and no turn', () => {
+  const { host, pump } = fakeHost((b) => (b[0] === 1 ? 'async' : 'done'));
+  feed(pump, 2);
+  assert.equal(host.handled, [0, 1]);
+  assert.is(host.paused, 0);
+});
+
 test('at most FRAMES_PER_TURN bodies per turn; paused while bodies are queued, resumed once they are handled', async () => {
   const { host, pump } = fakeHost();
   feed(pump, FRAMES_PER_TURN * 2 + 5);
