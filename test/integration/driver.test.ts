@@ -66,8 +66,8 @@ if (docker) {
       assert.ok(state.published!.port > 0);
       // The engine can answer an empty reading on a loaded machine: the driver says so instead of returning zeros.
       let usage = await driver.stats(ref.id).catch((err: EdgeechoError) => (assert.is(err.code, 'RUNTIME_UNAVAILABLE'), null));
-      for (let i = 0; i < 20 && !usage; i++) usage = (await new Promise((r) => setTimeout(r, 300)), await driver.stats(ref.id).catch(() => null));
-      assert.ok(usage, 'a real stats reading within 6 s');
+      for (let i = 0; i < 30 && !usage; i++) usage = (await new Promise((r) => setTimeout(r, 500)), await driver.stats(ref.id).catch(() => null));
+      assert.ok(usage, 'a real stats reading within 15 s');
       assert.ok(usage.memoryBytes > 0 && usage.memoryLimitBytes === config.limitsProbe.memoryBytes, JSON.stringify(usage));
       const managed = await driver.listManaged();
       assert.ok(managed.containers.some((c) => c.id === ref.id));
