@@ -6,11 +6,14 @@
  */
 import type { OpDefinition } from './contract.js';
 import type { Admission, AdmissionState } from '../resources/admission.js';
+import type { PoolModeView } from '../sessions/pool.js';
 import type { EngineSnapshot, HostSnapshot, ResourceSnapshot, ResourceTracker, SessionUsage } from '../resources/tracker.js';
 
 export interface ResourceOpsDeps {
   tracker: Pick<ResourceTracker, 'latest' | 'sample' | 'sampleFresh'>;
   admission?: Pick<Admission, 'state'>;
+  /** The warm pools: answered as `pool` (sizes, parked, refilling, hits, misses) when any is configured. */
+  pool?: { view(): Record<string, PoolModeView> };
 }
 
 export interface HostWire {
@@ -50,6 +53,7 @@ export interface ResourcesResult {
   engine: EngineWire;
   sessions: SessionUsageWire[];
   admission?: AdmissionWire;
+  pool?: Record<string, PoolModeView>;
 }
 
 function hostWire(h: HostSnapshot): HostWire {
@@ -100,7 +104,10 @@ export function resourceOps(deps: ResourceOpsDeps): OpDefinition[] {
     args: { fresh: { type: 'boolean' } },
     async handler(args): Promise<ResourcesResult> {
       const snapshot = args.fresh ? await deps.tracker.sampleFresh() : (deps.tracker.latest() ?? (await deps.tracker.sample()));
-      return resourcesWire(snapshot, deps.admission?.state());
+      const out = resourcesWire(snapshot, deps.admission?.state());
+      const pool = deps.pool?.view();
+      if (pool && Object.values(pool).some((p) => p.size > 0 || p.parked > 0)) out.pool = pool;
+      return out;
     },
   };
   return [resources as OpDefinition];

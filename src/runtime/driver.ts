@@ -40,6 +40,8 @@ export interface ContainerSpec {
   limits: { memoryBytes: number; nanoCpus: number; pids: number };
   /** Overrides the image's command (tests and benchmarks; the emulators use their default). */
   command?: string[];
+  /** Keeps the container's stdin open for `unpark` (a parked emulator, emulators/CONTRACT.md "Parking"). */
+  openStdin?: boolean;
 }
 
 export interface ContainerRef {
@@ -97,8 +99,17 @@ export interface RuntimeDriver {
   removeNetwork(id: string): Promise<void>;
   createContainer(spec: ContainerSpec, signal?: AbortSignal): Promise<ContainerRef>;
   startContainer(id: string, signal?: AbortSignal): Promise<void>;
-  /** Resolves with the ready line once the container accepts connections; rejects if it exits first. */
-  waitReady(id: string, options: { timeoutMs: number; signal?: AbortSignal }): Promise<ReadyInfo>;
+  /**
+   * Resolves with the ready line once the container accepts connections; rejects if it exits first. With
+   * `parked`, a parked line resolves too (its `event` says which came: an image that cannot park prints ready).
+   */
+  waitReady(id: string, options: { timeoutMs: number; signal?: AbortSignal; parked?: boolean }): Promise<ReadyInfo>;
+  /**
+   * Hands a parked container its session parameters (one JSON line on its stdin) and resolves with the ready line
+   * it then prints. `after`: the line is written only once it resolves (the upstream is ready), while the channel
+   * is opened at once. Absent: this runtime cannot park, and warm pools stay off.
+   */
+  unpark?(id: string, parameters: Record<string, string>, options: { timeoutMs: number; signal?: AbortSignal; after?: Promise<unknown> }): Promise<ReadyInfo>;
   /** Graceful stop (SIGTERM, then SIGKILL after timeoutS). A container already stopped is not an error. */
   stopContainer(id: string, timeoutS: number): Promise<void>;
   /** Force-removes; a container already gone is not an error. */

@@ -52,6 +52,8 @@ export class DockerDriver implements RuntimeDriver {
   private readonly networkSubnets = new Map<string, string>();
   /** Output watches opened before start, consumed by waitReady. */
   private readonly watches = new Map<string, { name: string; watch: ReadyWatch }>();
+  /** Containers created with an open stdin: their first line is a parked line, which the start watch settles on. */
+  private readonly parkable = new Set<string>();
 
   constructor(options: DockerDriverOptions) {
     this.docker = options.docker ?? new Docker({ socketPath: options.socketPath ?? '/var/run/docker.sock' });
@@ -152,6 +154,8 @@ export class DockerDriver implements RuntimeDriver {
         ExposedPorts: exposed,
         AttachStdout: true,
         AttachStderr: true,
+        // StdinOnce false: a claim's attach closing must not close the emulator's stdin.
+        ...(spec.openStdin ? { OpenStdin: true, StdinOnce: false } : {}),
         HostConfig: {
           // Node as PID 1 ignores SIGTERM; tini as PID 1 forwards it.
           Init: true,
@@ -170,6 +174,7 @@ export class DockerDriver implements RuntimeDriver {
         },
         NetworkingConfig: { EndpointsConfig: { [spec.network.name]: { Aliases: spec.aliases } } },
       });
+      if (spec.openStdin) this.parkable.add(container.id);
       return { id: container.id, name: spec.name, role: spec.role };
     } catch (err) {
       throw mapDockerError(err, `create container ${spec.name} from ${spec.image}`);
@@ -185,7 +190,8 @@ export class DockerDriver implements RuntimeDriver {
     } catch (err) {
       throw mapDockerError(err, `attach to container ${id}`);
     }
-    const watch = new ReadyWatch(source);
+    const watch = new ReadyWatch(source, this.parkable.has(id));
+    this.parkable.delete(id);
     this.watches.set(id, { name: id, watch });
     try {
       await container.start();
@@ -197,19 +203,42 @@ export class DockerDriver implements RuntimeDriver {
     }
   }
 
-  async waitReady(id: string, options: { timeoutMs: number; signal?: AbortSignal }): Promise<ReadyInfo> {
+  async waitReady(id: string, options: { timeoutMs: number; signal?: AbortSignal; parked?: boolean }): Promise<ReadyInfo> {
     let entry = this.watches.get(id);
     if (!entry) {
       // Not started by this driver (e.g. adopted after a restart): the log replays from the start.
       try {
         const stream = await this.docker.getContainer(id).logs({ follow: true, stdout: true, stderr: true });
-        entry = { name: id, watch: new ReadyWatch(stream as unknown as OutputSource) };
+        entry = { name: id, watch: new ReadyWatch(stream as unknown as OutputSource, options.parked === true) };
       } catch (err) {
         throw mapDockerError(err, `follow the output of container ${id}`);
       }
     }
     this.watches.delete(id);
-    return awaitReady(entry.watch, {
+    return this.awaitOutput(id, entry.watch, options);
+  }
+
+  async unpark(id: string, parameters: Record<string, string>, options: { timeoutMs: number; signal?: AbortSignal; after?: Promise<unknown> }): Promise<ReadyInfo> {
+    let stream: NodeJS.ReadWriteStream;
+    try {
+      // A fresh attach without logs: only what the emulator prints from now on (its ready line), not its parked line.
+      stream = (await this.docker.getContainer(id).attach({ stream: true, hijack: true, stdin: true, stdout: true, stderr: true })) as NodeJS.ReadWriteStream;
+    } catch (err) {
+      throw mapDockerError(err, `attach to the stdin of parked container ${id}`);
+    }
+    const watch = new ReadyWatch(stream as unknown as OutputSource);
+    try {
+      await options.after;
+    } catch (err) {
+      watch.close();
+      throw err;
+    }
+    stream.write(JSON.stringify(parameters) + '\n');
+    return this.awaitOutput(id, watch, options);
+  }
+
+  private awaitOutput(id: string, watch: ReadyWatch, options: { timeoutMs: number; signal?: AbortSignal }): Promise<ReadyInfo> {
+    return awaitReady(watch, {
       name: `container ${id.slice(0, 12)}`,
       timeoutMs: options.timeoutMs,
       ...(options.signal ? { signal: options.signal } : {}),
@@ -245,6 +274,7 @@ export class DockerDriver implements RuntimeDriver {
   }
 
   async removeContainer(id: string): Promise<void> {
+    this.parkable.delete(id);
     this.watches.get(id)?.watch.close();
     this.watches.delete(id);
     try {
