@@ -60,7 +60,10 @@ interface ModeState {
 
 export class SessionPool implements ParkedView {
   private readonly modes = new Map<SessionMode, ModeState>();
-  private readonly parks = new Set<AbortController>();
+  /** Parks under way, each settling once its park succeeded or was rolled back. */
+  private readonly parks = new Map<AbortController, Promise<void>>();
+  /** Parks cancelled to give their room to a session: they wait for room, not for the retry timer. */
+  private readonly yielded = new WeakSet<AbortController>();
   /** Ids of parks under way, until their entry is claimable: a row the pool must not treat as a leftover. */
   private readonly pending = new Set<string>();
   private readonly recycleTimers = new Map<string, unknown>();
@@ -106,8 +109,8 @@ export class SessionPool implements ParkedView {
   }
 
   /**
-   * Gives up one parked session so a cold create gets its room: the one parked longest (any mode: a create of
-   * this mode would have claimed one). Resolves false when there is none to give.
+   * Gives up room so a cold create gets it: the session parked longest (any mode: a create of this mode would
+   * have claimed one), else a park under way (cancelled and rolled back). Resolves false when there is none.
    */
   async evictForRoom(): Promise<boolean> {
     let oldest: { state: ModeState; entry: ParkedEntry } | null = null;
@@ -115,9 +118,17 @@ export class SessionPool implements ParkedView {
       const entry = state.available[0];
       if (entry && (!oldest || entry.createdAt < oldest.entry.createdAt)) oldest = { state, entry };
     }
-    if (!oldest) return false;
-    this.remove(oldest.state, oldest.entry.id);
-    await this.parking.discard(oldest.entry.id, 'evicted: a session needs its room');
+    if (oldest) {
+      this.remove(oldest.state, oldest.entry.id);
+      oldest.state.recycled++;
+      await this.parking.discard(oldest.entry.id, 'evicted: a session needs its room');
+      return true;
+    }
+    const [controller, settled] = [...this.parks].at(-1) ?? [];
+    if (!controller || !settled) return false;
+    this.yielded.add(controller);
+    controller.abort(new EdgeechoError('CANCELLED', 'park cancelled: a session needs its room'));
+    await settled;
     return true;
   }
 
@@ -161,7 +172,8 @@ export class SessionPool implements ParkedView {
     for (;;) {
       const mode = this.neediest();
       if (!mode || this.parks.size >= this.settings.poolRefillConcurrency) return;
-      void this.parkOne(mode);
+      const controller = new AbortController();
+      this.parks.set(controller, this.parkOne(mode, controller));
     }
   }
 
@@ -211,8 +223,8 @@ export class SessionPool implements ParkedView {
     if (this.retryTimer !== null) this.timers.clearTimeout(this.retryTimer);
     for (const handle of this.recycleTimers.values()) this.timers.clearTimeout(handle);
     this.recycleTimers.clear();
-    for (const controller of this.parks) controller.abort(new EdgeechoError('SHUTTING_DOWN', 'daemon shutting down while parking'));
-    while (this.parks.size) await new Promise((r) => setTimeout(r, 20));
+    for (const controller of this.parks.keys()) controller.abort(new EdgeechoError('SHUTTING_DOWN', 'daemon shutting down while parking'));
+    await Promise.allSettled([...this.parks.values()]);
     if (!discard) return;
     const all = [...this.modes.values()].flatMap((s) => s.available.splice(0));
     await Promise.allSettled(all.map((e) => this.parking.discard(e.id, 'daemon shutdown (EDGEECHO_STOP_SESSIONS_ON_SHUTDOWN)')));
@@ -233,10 +245,8 @@ export class SessionPool implements ParkedView {
     return best;
   }
 
-  private async parkOne(mode: SessionMode): Promise<void> {
+  private async parkOne(mode: SessionMode, controller: AbortController): Promise<void> {
     const state = this.mode(mode);
-    const controller = new AbortController();
-    this.parks.add(controller);
     state.refilling++;
     const began = this.now();
     const id = newSessionId();
@@ -256,6 +266,8 @@ export class SessionPool implements ParkedView {
       this.parks.delete(controller);
       this.pending.delete(id);
       if (this.stopped) return;
+      // Gave its room to a session: parking again waits until a session ends.
+      if (this.yielded.has(controller)) return;
       state.failed++;
       const error = EdgeechoError.from(err);
       if (error.details?.cannot_park === true) {
