@@ -11,6 +11,7 @@ import type Docker from 'dockerode';
 import { connect, EdgeechoError, type Client } from '../../src/client/index.js';
 import type { StatusFrame } from '../../protocol/messages.js';
 import { LABEL_SESSION } from '../../src/runtime/driver.js';
+import type { PoolModeView } from '../../src/sessions/pool.js';
 import { dockerOrSkip } from '../support/docker.js';
 import { consume, within } from '../emulators/run-emulator.js';
 import { cleanupDaemons, labelledObjects, noneLeft, runLabel, startDaemonProcess, tempDataDir, TEST_LABEL, waitFor, type DaemonProcess, type SessionView } from '../../support/daemon-process.js';
@@ -19,17 +20,7 @@ const LABEL = runLabel('warm-pools');
 const docker = await dockerOrSkip('integration/warm-pools');
 const POOL_FILL_MS = 90_000;
 
-interface PoolMode {
-  size: number;
-  parked: number;
-  refilling: number;
-  hits: number;
-  misses: number;
-  recycled: number;
-  failed: number;
-  error?: string;
-}
-type Pools = Record<'plain' | 'segmented', PoolMode>;
+type Pools = Record<'plain' | 'segmented', PoolModeView>;
 
 interface Created {
   frames: StatusFrame[];
