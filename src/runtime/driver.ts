@@ -65,6 +65,8 @@ export interface ContainerState {
   created?: string;
   /** Host address of the published port, when one was asked for and the container runs. */
   published?: { host: string; port: number };
+  /** Its address on its session network, when the runtime tells (inspect only). */
+  address?: string;
 }
 
 /** The emulator's ready line, parsed (one JSON object), or what the port check learned. */

@@ -5,6 +5,7 @@
  */
 import type Database from 'better-sqlite3';
 import type { ContainerRef, NetworkRef } from '../runtime/driver.js';
+import type { ParkedContainer } from '../workflow/parking-workflows.js';
 import type { SessionMode } from '../workflow/session-spec.js';
 
 /** `parking`: its objects are being made (a row found so at start is cleaned); `parked`: ready to be claimed. */
@@ -17,7 +18,7 @@ export interface ParkedEntry {
   state: ParkedState;
   createdAt: number;
   network: NetworkRef | null;
-  containers: ContainerRef[];
+  containers: ParkedContainer[];
   /** The stream server's published port, read when it started. */
   location: { host: string; port: number } | null;
 }
@@ -28,7 +29,8 @@ export interface ParkedStore {
   list(): ParkedEntry[];
   setNetwork(id: string, network: NetworkRef): void;
   addContainer(id: string, container: ContainerRef): void;
-  markParked(id: string, location: { host: string; port: number }): ParkedEntry;
+  /** Parked: its stream's published location, and its containers as they parked (with their addresses). */
+  markParked(id: string, location: { host: string; port: number }, containers: ParkedContainer[]): ParkedEntry;
   remove(id: string): void;
   /** Runs `convert` (which creates the session record) and removes the row, in one transaction. */
   claim(id: string, convert: () => void): void;
@@ -51,7 +53,7 @@ function entryOf(row: ParkedRow): ParkedEntry {
     state: row.state as ParkedState,
     createdAt: row.created_at,
     network: row.network === null ? null : (JSON.parse(row.network) as NetworkRef),
-    containers: JSON.parse(row.containers) as ContainerRef[],
+    containers: JSON.parse(row.containers) as ParkedContainer[],
     location: row.location === null ? null : (JSON.parse(row.location) as { host: string; port: number }),
   };
 }
@@ -67,7 +69,7 @@ export class SqliteParkedStore implements ParkedStore {
       list: db.prepare<[], ParkedRow>('SELECT * FROM parked ORDER BY created_at, id'),
       network: db.prepare('UPDATE parked SET network = ? WHERE id = ?'),
       containers: db.prepare('UPDATE parked SET containers = ? WHERE id = ?'),
-      parked: db.prepare(`UPDATE parked SET state = 'parked', location = ? WHERE id = ?`),
+      parked: db.prepare(`UPDATE parked SET state = 'parked', location = ?, containers = ? WHERE id = ?`),
       remove: db.prepare('DELETE FROM parked WHERE id = ?'),
     };
   }
@@ -98,8 +100,8 @@ export class SqliteParkedStore implements ParkedStore {
     })();
   }
 
-  markParked(id: string, location: { host: string; port: number }): ParkedEntry {
-    this.stmt.parked.run(JSON.stringify(location), id);
+  markParked(id: string, location: { host: string; port: number }, containers: ParkedContainer[]): ParkedEntry {
+    this.stmt.parked.run(JSON.stringify(location), JSON.stringify(containers), id);
     return this.get(id)!;
   }
 

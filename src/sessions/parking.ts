@@ -57,7 +57,7 @@ export class Parking {
         },
         { signal },
       );
-      const entry = parked.markParked(id, made.location);
+      const entry = parked.markParked(id, made.location, made.containers);
       log.debug({ session: id, mode }, 'parked a session');
       return entry;
     } catch (err) {

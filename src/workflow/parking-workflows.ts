@@ -38,12 +38,15 @@ export const PARKED_ENV = 'EMULATOR_PARKED';
 
 export const PARK_STEP = { parked: (role: Role) => `parked ${role}`, claim: 'claim' } as const;
 
+/** A parked container, with its address on the session network when the runtime told it. */
+export type ParkedContainer = ContainerRef & { address?: string };
+
 /** What a parked session is made of. */
 export interface ParkedObjects {
   id: string;
   mode: SessionMode;
   network: NetworkRef;
-  containers: ContainerRef[];
+  containers: ParkedContainer[];
   location: Location;
 }
 
@@ -55,10 +58,14 @@ function parkedEnv(role: Role, id: string, mode: SessionMode, config: SessionWor
 
 /**
  * The parameter line of each role: its cold env for this session. A parked emulator overlays its own env with
- * it, so sending the whole cold env (not only what differs) keeps one source of truth, envFor.
+ * it, so sending the whole cold env (not only what differs) keeps one source of truth, envFor. The upstream is
+ * named by its address when known: a name lookup through the engine's DNS costs milliseconds on a busy host.
  */
-export function parameterLine(role: Role, session: SessionSpec, config: SessionWorkflowDeps['config']): Record<string, string> {
-  return envFor(role, session, config);
+export function parameterLine(role: Role, session: SessionSpec, config: SessionWorkflowDeps['config'], containers: readonly ParkedContainer[] = []): Record<string, string> {
+  const env = envFor(role, session, config);
+  const address = (of: Role): string | undefined => containers.find((c) => c.role === of)?.address;
+  if (role === 'stream' && address('probe')) env.PROBE_HOST = address('probe')!;
+  return env;
 }
 
 function publishedLocation(published: ContainerState['published'], stream: ContainerRef, config: SessionWorkflowDeps['config']): Location {
@@ -137,12 +144,17 @@ export function parkSteps(id: string, mode: SessionMode, deps: SessionWorkflowDe
               cannot_park: true,
             });
           }
-          return line;
+          return { ...container, ...(await addressOf(driver, container.id)) };
         },
-      } satisfies Step<ReadyInfo>,
+      } satisfies Step<ParkedContainer>,
     );
   }
   return steps;
+}
+
+async function addressOf(driver: RuntimeDriver, id: string): Promise<{ address?: string }> {
+  const { address } = await driver.inspectContainer(id);
+  return address ? { address } : {};
 }
 
 /** Makes a parked session: everything is undone when any step fails or the signal aborts. */
@@ -152,7 +164,7 @@ export async function runParkWorkflow(id: string, mode: SessionMode, deps: Sessi
     id,
     mode,
     network: values.get(STEP.network) as NetworkRef,
-    containers: rolesOf(mode).map((role) => values.get(STEP.create(role)) as ContainerRef),
+    containers: rolesOf(mode).map((role) => values.get(PARK_STEP.parked(role)) as ParkedContainer),
     location: values.get(STEP.start('stream')) as Location,
   };
 }
@@ -182,7 +194,7 @@ export function claimSteps(session: SessionSpec, parked: ParkedObjects, deps: Cl
         const lines = new Map<Role, Promise<ReadyInfo>>();
         let upstream: Promise<unknown> = Promise.resolve();
         for (const role of roles) {
-          const ready = unpark.call(driver, byRole.get(role)!.id, parameterLine(role, session, config), { timeoutMs: config.readyTimeoutMs, signal: ctx.signal, after: upstream });
+          const ready = unpark.call(driver, byRole.get(role)!.id, parameterLine(role, session, config, parked.containers), { timeoutMs: config.readyTimeoutMs, signal: ctx.signal, after: upstream });
           // Awaited by its ready step; this only keeps an early failure from being an unhandled rejection meanwhile.
           ready.catch(() => undefined);
           lines.set(role, ready);
@@ -230,6 +242,9 @@ export async function runClaimWorkflow(
 ): Promise<SessionCreated> {
   const values = await runWorkflow(claimSteps(session, parked, deps), options);
   const { event: _e, role: _r, ...probe } = values.get(STEP.ready('probe')) as ReadyInfo;
-  const containers = rolesOf(session.mode).map((role) => parked.containers.find((c) => c.role === role)!);
+  const containers = rolesOf(session.mode).map((role) => {
+    const { id, name } = parked.containers.find((c) => c.role === role)!;
+    return { id, name, role };
+  });
   return { network: parked.network, location: values.get(STEP.location) as Location, probe, containers };
 }

@@ -54,6 +54,8 @@ export class DockerDriver implements RuntimeDriver {
   private readonly watches = new Map<string, { name: string; watch: ReadyWatch }>();
   /** Containers created with an open stdin: their first line is a parked line, which the start watch settles on. */
   private readonly parkable = new Set<string>();
+  /** Stdin attaches opened as a container parked, so a claim writes at once instead of attaching first. */
+  private readonly stdins = new Map<string, Promise<NodeJS.ReadWriteStream>>();
 
   constructor(options: DockerDriverOptions) {
     this.docker = options.docker ?? new Docker({ socketPath: options.socketPath ?? '/var/run/docker.sock' });
@@ -215,14 +217,33 @@ export class DockerDriver implements RuntimeDriver {
       }
     }
     this.watches.delete(id);
-    return this.awaitOutput(id, entry.watch, options);
+    const line = await this.awaitOutput(id, entry.watch, options);
+    if (line.event === 'parked') this.stdins.set(id, this.attachStdin(id));
+    return line;
+  }
+
+  private attachStdin(id: string): Promise<NodeJS.ReadWriteStream> {
+    const attached = (this.docker.getContainer(id).attach({ stream: true, hijack: true, stdin: true, stdout: true, stderr: true }) as Promise<NodeJS.ReadWriteStream>).then((stream) => {
+      // A broken attach (engine restart, container gone) is dropped: the claim attaches anew.
+      const drop = (): void => void (this.stdins.get(id) === attached && this.stdins.delete(id));
+      stream.on('close', drop);
+      stream.on('error', drop);
+      return stream;
+    });
+    attached.catch(() => this.stdins.get(id) === attached && this.stdins.delete(id));
+    return attached;
   }
 
   async unpark(id: string, parameters: Record<string, string>, options: { timeoutMs: number; signal?: AbortSignal; after?: Promise<unknown> }): Promise<ReadyInfo> {
     let stream: NodeJS.ReadWriteStream;
+    const early = this.stdins.get(id);
+    this.stdins.delete(id);
     try {
-      // A fresh attach without logs: only what the emulator prints from now on (its ready line), not its parked line.
-      stream = (await this.docker.getContainer(id).attach({ stream: true, hijack: true, stdin: true, stdout: true, stderr: true })) as NodeJS.ReadWriteStream;
+      // Without logs: only what the emulator prints from now on (its ready line), not its parked line.
+      stream = (await early?.catch(() => null)) ?? (await this.attachStdin(id));
+      this.stdins.delete(id);
+      if ((stream as unknown as { destroyed?: boolean }).destroyed) stream = await this.attachStdin(id);
+      this.stdins.delete(id);
     } catch (err) {
       throw mapDockerError(err, `attach to the stdin of parked container ${id}`);
     }
@@ -275,6 +296,8 @@ export class DockerDriver implements RuntimeDriver {
 
   async removeContainer(id: string): Promise<void> {
     this.parkable.delete(id);
+    void this.stdins.get(id)?.then((s) => (s as unknown as { destroy(): void }).destroy(), () => undefined);
+    this.stdins.delete(id);
     this.watches.get(id)?.watch.close();
     this.watches.delete(id);
     try {
@@ -307,6 +330,8 @@ export class DockerDriver implements RuntimeDriver {
     };
     if (labels[LABEL_ROLE]) state.role = labels[LABEL_ROLE] as Role;
     if (labels[LABEL_SESSION]) state.session = labels[LABEL_SESSION];
+    const address = Object.values(info.NetworkSettings?.Networks ?? {}).find((n) => n?.IPAddress)?.IPAddress;
+    if (address) state.address = address;
     for (const bindings of Object.values(info.NetworkSettings?.Ports ?? {})) {
       const binding = bindings?.[0];
       if (binding?.HostPort) {
