@@ -66,16 +66,18 @@ export async function rawSessions(docker: Docker, config: Config, labels: Record
         }),
       ),
     );
+    let port: string | undefined;
     await Promise.all(
-      containers.map(async (c) => {
+      containers.map(async (c, i) => {
         const watch = new ReadyWatch((await c.attach({ stream: true, stdout: true, stderr: true, logs: true })) as never);
         await c.start();
+        // Read at once, as the daemon does: a short segmented session may end (and lose its port) soon after.
+        if (roles[i] === 'stream') port = (await c.inspect()).NetworkSettings.Ports[`${STREAM_PORT}/tcp`]?.[0]?.HostPort;
         const outcome = await watch.outcome;
         if (outcome.kind !== 'ready') throw new Error(`raw ${mode}: a container ended before ready`);
       }),
     );
-    const info = await containers[1]!.inspect();
-    if (!info.NetworkSettings.Ports[`${STREAM_PORT}/tcp`]?.[0]?.HostPort) throw new Error('raw: no published port');
+    if (!port) throw new Error('raw: no published port');
     const ms = performance.now() - t0;
     await removeSession(docker, id);
     subnets.release(subnet);

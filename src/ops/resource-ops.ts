@@ -13,7 +13,7 @@ export interface ResourceOpsDeps {
   tracker: Pick<ResourceTracker, 'latest' | 'sample' | 'sampleFresh'>;
   admission?: Pick<Admission, 'state'>;
   /** The warm pools: answered as `pool` (sizes, parked, refilling, hits, misses) when any is configured. */
-  pool?: { view(): Record<string, PoolModeView> };
+  pool?: { view(): Record<string, PoolModeView>; has(id: string): boolean };
 }
 
 export interface HostWire {
@@ -105,6 +105,8 @@ export function resourceOps(deps: ResourceOpsDeps): OpDefinition[] {
     async handler(args): Promise<ResourcesResult> {
       const snapshot = args.fresh ? await deps.tracker.sampleFresh() : (deps.tracker.latest() ?? (await deps.tracker.sample()));
       const out = resourcesWire(snapshot, deps.admission?.state());
+      // Parked sessions are counted under `pool`, not listed as sessions: clients never see their ids.
+      if (deps.pool) out.sessions = out.sessions.filter((s) => !deps.pool!.has(s.session));
       const pool = deps.pool?.view();
       if (pool && Object.values(pool).some((p) => p.size > 0 || p.parked > 0)) out.pool = pool;
       return out;

@@ -183,6 +183,30 @@ if (docker) {
     }
   });
 
+  test('shutdown leaves parked sessions for the next start, unless EDGEECHO_STOP_SESSIONS_ON_SHUTDOWN removes them', async () => {
+    const dataDir = tempDataDir();
+    const daemons: DaemonProcess[] = [];
+    let client: Client | undefined;
+    try {
+      daemons.push(await startDaemonProcess({ label: LABEL, dataDir, env: { EDGEECHO_POOL_SEGMENTED: '1' } }));
+      client = await connect({ port: daemons[0]!.port });
+      await full(client);
+      const parked = await parkedSessions(docker, client);
+      await client.close();
+      assert.is((await daemons[0]!.kill('SIGTERM')).code, 0);
+      assert.is((await labelledObjects(docker, LABEL, parked)).containers.length, 3, 'a plain shutdown leaves the parked session running');
+
+      daemons.push(await startDaemonProcess({ label: LABEL, dataDir, env: { EDGEECHO_POOL_SEGMENTED: '1', EDGEECHO_STOP_SESSIONS_ON_SHUTDOWN: 'true' } }));
+      const reconciled = await daemons[1]!.waitForLog((l) => l.msg === 'reconciled sessions with the runtime');
+      assert.equal(reconciled.parked, { adopted: 1, discarded: 0 });
+      assert.is((await daemons[1]!.kill('SIGTERM')).code, 0);
+      assert.equal(await labelledObjects(docker, LABEL), { containers: [], networks: [] });
+    } finally {
+      await client?.close().catch(() => undefined);
+      await cleanupDaemons(docker, LABEL, daemons, [dataDir]);
+    }
+  });
+
   test('admission: parked sessions hold their reservations, yield to a cold create, and never make room appear', async () => {
     let daemon: DaemonProcess | undefined;
     let client: Client | undefined;
