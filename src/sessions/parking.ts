@@ -6,6 +6,7 @@
  */
 import type { Logger } from 'pino';
 import type { ContainerState, ManagedObjects, Role, RuntimeDriver } from '../runtime/driver.js';
+import { parseEventLine } from '../runtime/emulator-lines.js';
 import { runParkWorkflow, type ParkedObjects } from '../workflow/parking-workflows.js';
 import { rolesOf, type SessionMode, type SessionSpec } from '../workflow/session-spec.js';
 import type { SessionWorkflowConfig } from '../workflow/session-workflows.js';
@@ -126,6 +127,18 @@ export class Parking {
       }
     }
     return report;
+  }
+
+  /**
+   * True when a container of this session still waits for its parameters: a claim cut off by a crash before every
+   * line was handed out. Such a session must be rolled back, not adopted because its containers all run.
+   */
+  async anyStillParked(containerIds: readonly string[]): Promise<boolean> {
+    const outputs = await Promise.all(containerIds.map((id) => this.deps.driver.logs(id, 20).catch(() => '')));
+    return outputs.some((out) => {
+      const events = out.split('\n').map((l) => parseEventLine(l)?.event);
+      return events.includes('parked') && !events.includes('ready');
+    });
   }
 
   /** The objects of a parked entry as the claim workflow takes them. */

@@ -152,6 +152,11 @@ export class SessionPool implements ParkedView {
     return report;
   }
 
+  /** A claim cut off by a restart: some container still waits for its parameters (reconcile rolls it back). */
+  anyStillParked(containerIds: readonly string[]): Promise<boolean> {
+    return this.parking.anyStillParked(containerIds);
+  }
+
   /** Starts filling the pools. */
   start(): void {
     this.refill();

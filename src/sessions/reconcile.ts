@@ -25,7 +25,7 @@ export interface ReconcileOptions {
   owns?: (session: string | undefined) => boolean;
   now?: () => number;
   /** The warm pools: parked sessions are adopted when whole, else cleaned, and their objects are not orphans. */
-  parked?: Pick<ParkedView, 'has'> & { adopt(managed: ManagedObjects): Promise<ParkedReconcileReport> };
+  parked?: Pick<ParkedView, 'has'> & { adopt(managed: ManagedObjects): Promise<ParkedReconcileReport>; anyStillParked(containerIds: readonly string[]): Promise<boolean> };
 }
 
 export interface ReconcileReport {
@@ -56,7 +56,7 @@ export async function reconcile(options: ReconcileOptions): Promise<ReconcileRep
     const log1 = log.child({ session: record.id });
     try {
       if (record.state === 'creating') {
-        if (completeSet(record, containers)) {
+        if (completeSet(record, containers) && !(await options.parked?.anyStillParked(containers.map((c) => c.id)))) {
           lifecycle.adopt(record, containers, 'adopted after restart: every container was running');
           report.adopted.push(record.id);
         } else {
