@@ -168,6 +168,7 @@ export class SessionLifecycle implements Finisher {
       throw error;
     } finally {
       this.creating.delete(id);
+      if (parked) this.pool?.claimEnded();
       settle();
     }
   }

@@ -16,6 +16,11 @@ export const MODES: readonly SessionMode[] = ['plain', 'segmented'];
 /** After a failed park the next try waits this long, doubling up to the max (the engine may be down). */
 export const DEFAULT_RETRY_INITIAL_MS = 1_000;
 export const DEFAULT_RETRY_MAX_MS = 30_000;
+/**
+ * Refills wait while claims are running, at most this long: a park is a `docker start` per container (runc,
+ * CPU-bound), and on a small host it would take the CPU the claims of a burst need to turn ready.
+ */
+export const DEFAULT_REFILL_DEFER_MS = 1_000;
 
 export interface PoolSettings {
   poolPlain: number;
@@ -68,6 +73,9 @@ export class SessionPool implements ParkedView {
   private readonly pending = new Set<string>();
   private readonly recycleTimers = new Map<string, unknown>();
   private retryTimer: unknown = null;
+  /** Claims taken and not yet ready or failed; refills wait for them (see DEFAULT_REFILL_DEFER_MS). */
+  private claiming = 0;
+  private deferTimer: unknown = null;
   private retryMs = DEFAULT_RETRY_INITIAL_MS;
   private stopped = false;
   private readonly timers: PoolTimers;
@@ -102,10 +110,21 @@ export class SessionPool implements ParkedView {
     const entry = state.available.shift() ?? null;
     if (entry) {
       state.hits++;
+      this.claiming++;
       this.cancelRecycle(entry.id);
+      this.deferTimer ??= this.timers.setTimeout(() => {
+        this.deferTimer = null;
+        this.refill(true);
+      }, DEFAULT_REFILL_DEFER_MS);
     } else state.misses++;
     this.refill();
     return entry;
+  }
+
+  /** A claim taken from this pool ended (ready or failed): refills deferred for it may run. */
+  claimEnded(): void {
+    this.claiming = Math.max(0, this.claiming - 1);
+    if (this.claiming === 0) this.refill();
   }
 
   /**
@@ -172,8 +191,13 @@ export class SessionPool implements ParkedView {
   }
 
   /** Fills every pool up to its size with at most EDGEECHO_POOL_REFILL_CONCURRENCY parks at once. */
-  refill(): void {
+  refill(overdue = false): void {
     if (this.stopped || this.retryTimer !== null) return;
+    if (this.claiming > 0 && !overdue) return;
+    if (this.deferTimer !== null) {
+      this.timers.clearTimeout(this.deferTimer);
+      this.deferTimer = null;
+    }
     for (;;) {
       const mode = this.neediest();
       if (!mode || this.parks.size >= this.settings.poolRefillConcurrency) return;
@@ -226,6 +250,7 @@ export class SessionPool implements ParkedView {
   async stop(discard: boolean): Promise<void> {
     this.stopped = true;
     if (this.retryTimer !== null) this.timers.clearTimeout(this.retryTimer);
+    if (this.deferTimer !== null) this.timers.clearTimeout(this.deferTimer);
     for (const handle of this.recycleTimers.values()) this.timers.clearTimeout(handle);
     this.recycleTimers.clear();
     for (const controller of this.parks.keys()) controller.abort(new EdgeechoError('SHUTTING_DOWN', 'daemon shutting down while parking'));

@@ -9,7 +9,7 @@ import { EdgeechoError } from '../../protocol/errors.js';
 import { silentLogger } from '../../src/log.js';
 import type { ParkedEntry } from '../../src/sessions/parked-store.js';
 import type { Parking, ParkedReconcileReport } from '../../src/sessions/parking.js';
-import { SessionPool, type PoolSettings, type PoolTimers } from '../../src/sessions/pool.js';
+import { DEFAULT_REFILL_DEFER_MS, SessionPool, type PoolSettings, type PoolTimers } from '../../src/sessions/pool.js';
 import type { SessionMode } from '../../src/workflow/session-spec.js';
 
 const tick = (): Promise<void> => new Promise((r) => setImmediate(r));
@@ -99,12 +99,27 @@ test('take: a hit hands out the oldest parked session and refills behind it; an 
   assert.is(p.take('plain'), null, 'nothing parked yet: a miss');
   await settleAll(parking);
   assert.is(p.take('plain')?.id, first);
-  assert.is(parking.parks.length, 1, 'the hit started a refill');
+  assert.is(parking.parks.length, 0, 'the refill waits for the claim');
+  p.claimEnded();
+  assert.is(parking.parks.length, 1, 'the claim ended: the refill starts');
   assert.is(p.take('segmented'), null, 'no segmented pool: neither hit nor miss');
   const v = p.view();
   assert.equal([v.plain.hits, v.plain.misses, v.segmented.misses], [1, 1, 0]);
   assert.ok(p.enabled('plain'));
   assert.not.ok(p.enabled('segmented'));
+});
+
+test('refills wait while claims run, at most DEFAULT_REFILL_DEFER_MS', async () => {
+  const { parking, timers, pool: p } = pool({ poolPlain: 2 });
+  p.start();
+  await settleAll(parking);
+  p.take('plain');
+  p.take('plain');
+  assert.is(parking.parks.length, 0);
+  p.claimEnded();
+  assert.is(parking.parks.length, 0, 'one claim still runs');
+  timers.fire(DEFAULT_REFILL_DEFER_MS);
+  assert.is(parking.parks.length, 2, 'overdue: the refill goes ahead');
 });
 
 test('a parked session older than EDGEECHO_POOL_MAX_AGE_S is discarded and replaced', async () => {
@@ -128,6 +143,7 @@ test('evictForRoom gives up the oldest parked session, else cancels a park under
   assert.is(parking.discarded[0]!.id, plain);
   // Nothing parked of plain now; the refill under way is cancelled for the room, and does not retry on its own.
   p.take('segmented');
+  p.claimEnded();
   assert.is(parking.parks.length, 1);
   const inFlight = parking.parks[0]!;
   assert.ok(await p.evictForRoom());
