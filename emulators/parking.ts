@@ -6,9 +6,14 @@
  * overlaid by that line. Blocking on a pipe read uses no CPU, and the idle watchdog only exists after the line.
  */
 import { writeSync } from 'node:fs';
-import { log, EXIT_CONFIG, EXIT_TERMINATED, type Role } from './lifecycle.js';
+import { log, retry, EXIT_CONFIG, EXIT_TERMINATED, type Role } from './lifecycle.js';
 
 export const PARKED_ENV = 'EMULATOR_PARKED';
+/**
+ * First connect retry of an unparked emulator: its upstream gets its line at the same moment and listens within
+ * milliseconds, so waiting the cold start's 50 ms would be most of a claim's time.
+ */
+export const UNPARKED_RETRY_INITIAL_MS = 2;
 /** A parameter line longer than this is refused: the daemon sends a few hundred bytes. */
 export const MAX_PARAMETER_LINE_BYTES = 64 * 1024;
 
@@ -54,6 +59,7 @@ export async function sessionEnv(role: Role, env: Env = process.env): Promise<En
     endParked(role, EXIT_CONFIG, (err as Error).message);
   }
   log(role, 'unparked', { parameters: Object.keys(parameters) });
+  retry.initialMs = UNPARKED_RETRY_INITIAL_MS;
   return { ...env, ...parameters, [PARKED_ENV]: '0' };
 }
 

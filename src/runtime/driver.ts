@@ -108,10 +108,9 @@ export interface RuntimeDriver {
   waitReady(id: string, options: { timeoutMs: number; signal?: AbortSignal; parked?: boolean }): Promise<ReadyInfo>;
   /**
    * Hands a parked container its session parameters (one JSON line on its stdin) and resolves with the ready line
-   * it then prints. `after`: the line is written only once it resolves (the upstream is ready), while the channel
-   * is opened at once. Absent: this runtime cannot park, and warm pools stay off.
+   * it then prints. Absent: this runtime cannot park, and warm pools stay off.
    */
-  unpark?(id: string, parameters: Record<string, string>, options: { timeoutMs: number; signal?: AbortSignal; after?: Promise<unknown> }): Promise<ReadyInfo>;
+  unpark?(id: string, parameters: Record<string, string>, options: { timeoutMs: number; signal?: AbortSignal }): Promise<ReadyInfo>;
   /** Graceful stop (SIGTERM, then SIGKILL after timeoutS). A container already stopped is not an error. */
   stopContainer(id: string, timeoutS: number): Promise<void>;
   /** Force-removes; a container already gone is not an error. */

@@ -2,9 +2,9 @@
  * The warm pools' two workflows, beside the cold one (session-workflows.ts) and written against the same runtime
  * seam. Park: admit, network, create/start every role with an open stdin and EMULATOR_PARKED=1, `parked <role>`
  * once each printed its parked line (all started at once: a parked emulator does nothing, so there is no
- * data-path order to keep). Claim: `claim` (the parked objects become the session's), then `ready <role>` in
- * data-path order, each handing its container the session parameters on stdin and reading its ready line, then
- * `location`: the same step names and details as a cold create after its start steps, so results are identical.
+ * data-path order to keep). Claim: `claim` (the parked objects become the session's and every container is
+ * handed its session parameters on stdin at once), then `ready <role>` in data-path order as the ready lines come,
+ * then `location`: the same step names and details as a cold create after its start steps, so results are identical.
  */
 import { EdgeechoError } from '../../protocol/errors.js';
 import {
@@ -187,18 +187,15 @@ export function claimSteps(session: SessionSpec, parked: ParkedObjects, deps: Cl
   const steps: Step<any>[] = [
     {
       name: PARK_STEP.claim,
-      // Opens every container's channel at once and hands each its line in data-path order, once its upstream is
-      // ready: an emulator connects to its upstream right after its line, and the upstream listens only once it
-      // had its own (a refused connect would cost the emulator's retry delay).
+      // Hands every container its line at once: an unparked emulator retries its upstream within milliseconds
+      // (emulators/CONTRACT.md, "Parking"), so waiting for each upstream's ready line would only add round trips.
       run: async (ctx) => {
         const lines = new Map<Role, Promise<ReadyInfo>>();
-        let upstream: Promise<unknown> = Promise.resolve();
         for (const role of roles) {
-          const ready = unpark.call(driver, byRole.get(role)!.id, parameterLine(role, session, config, parked.containers), { timeoutMs: config.readyTimeoutMs, signal: ctx.signal, after: upstream });
+          const ready = unpark.call(driver, byRole.get(role)!.id, parameterLine(role, session, config, parked.containers), { timeoutMs: config.readyTimeoutMs, signal: ctx.signal });
           // Awaited by its ready step; this only keeps an early failure from being an unhandled rejection meanwhile.
           ready.catch(() => undefined);
           lines.set(role, ready);
-          upstream = ready;
         }
         return lines;
       },

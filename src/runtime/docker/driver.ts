@@ -234,7 +234,7 @@ export class DockerDriver implements RuntimeDriver {
     return attached;
   }
 
-  async unpark(id: string, parameters: Record<string, string>, options: { timeoutMs: number; signal?: AbortSignal; after?: Promise<unknown> }): Promise<ReadyInfo> {
+  async unpark(id: string, parameters: Record<string, string>, options: { timeoutMs: number; signal?: AbortSignal }): Promise<ReadyInfo> {
     let stream: NodeJS.ReadWriteStream;
     const early = this.stdins.get(id);
     this.stdins.delete(id);
@@ -248,12 +248,6 @@ export class DockerDriver implements RuntimeDriver {
       throw mapDockerError(err, `attach to the stdin of parked container ${id}`);
     }
     const watch = new ReadyWatch(stream as unknown as OutputSource);
-    try {
-      await options.after;
-    } catch (err) {
-      watch.close();
-      throw err;
-    }
     stream.write(JSON.stringify(parameters) + '\n');
     return this.awaitOutput(id, watch, options);
   }
