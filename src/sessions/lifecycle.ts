@@ -178,6 +178,7 @@ export class SessionLifecycle implements Finisher {
       this.parking!.claimRecords(parked, spec);
     } catch (err) {
       // Taken from the pool but not recorded as a session: it must not stay parked unowned.
+      this.pool?.claimEnded();
       void this.parking!.discard(parked.id, 'claim could not be recorded').catch(() => undefined);
       throw err;
     }

@@ -75,6 +75,8 @@ export class SessionPool implements ParkedView {
   private retryTimer: unknown = null;
   /** Claims taken and not yet ready or failed; refills wait for them (see DEFAULT_REFILL_DEFER_MS). */
   private claiming = 0;
+  /** Since when refills have waited for claims (null: none waits); past the limit they go ahead. */
+  private deferredSince: number | null = null;
   private deferTimer: unknown = null;
   private retryMs = DEFAULT_RETRY_INITIAL_MS;
   private stopped = false;
@@ -112,10 +114,6 @@ export class SessionPool implements ParkedView {
       state.hits++;
       this.claiming++;
       this.cancelRecycle(entry.id);
-      this.deferTimer ??= this.timers.setTimeout(() => {
-        this.deferTimer = null;
-        this.refill(true);
-      }, DEFAULT_REFILL_DEFER_MS);
     } else state.misses++;
     this.refill();
     return entry;
@@ -191,9 +189,19 @@ export class SessionPool implements ParkedView {
   }
 
   /** Fills every pool up to its size with at most EDGEECHO_POOL_REFILL_CONCURRENCY parks at once. */
-  refill(overdue = false): void {
+  refill(): void {
     if (this.stopped || this.retryTimer !== null) return;
-    if (this.claiming > 0 && !overdue) return;
+    if (this.claiming > 0) {
+      this.deferredSince ??= this.now();
+      const wait = DEFAULT_REFILL_DEFER_MS - (this.now() - this.deferredSince);
+      if (wait > 0) {
+        this.deferTimer ??= this.timers.setTimeout(() => {
+          this.deferTimer = null;
+          this.refill();
+        }, wait);
+        return;
+      }
+    } else this.deferredSince = null;
     if (this.deferTimer !== null) {
       this.timers.clearTimeout(this.deferTimer);
       this.deferTimer = null;

@@ -118,8 +118,12 @@ test('refills wait while claims run, at most DEFAULT_REFILL_DEFER_MS', async () 
   assert.is(parking.parks.length, 0);
   p.claimEnded();
   assert.is(parking.parks.length, 0, 'one claim still runs');
+  parking.now += DEFAULT_REFILL_DEFER_MS;
   timers.fire(DEFAULT_REFILL_DEFER_MS);
   assert.is(parking.parks.length, 2, 'overdue: the refill goes ahead');
+  await settleAll(parking);
+  p.take('plain');
+  assert.is(parking.parks.length, 1, 'claims running longer than the limit no longer hold refills back');
 });
 
 test('a parked session older than EDGEECHO_POOL_MAX_AGE_S is discarded and replaced', async () => {
