@@ -111,6 +111,8 @@ export default async function main(argv: string[]): Promise<void> {
   try {
     // Baselines first, on a daemon without pools (its images are built here, so the pool daemon finds them).
     const cold = await start({});
+    // The same idle measure without pools: what the daemon costs anyway (resource sampling, the sweep).
+    figures.idle_cpu_percent_no_pool = await idleCpu(docker, cold.daemon.pid);
     const raw = await rawSessions(docker, config, { [TEST_LABEL]: LABEL });
     const made = new Set<string>();
     for (const mode of MODES) {
@@ -169,7 +171,8 @@ export default async function main(argv: string[]): Promise<void> {
   for (const [name, s] of Object.entries(rows)) console.log(`${name.padEnd(36)}${[s.n, s.p50, s.p95, s.p99, s.max].map((v) => String(v).padStart(7)).join('')}`);
   for (const [name, walls] of Object.entries(burstWall)) console.log(`burst of ${burst}, ${name}: all ready in ${walls.join(', ')} ms (target for pool: <= 250)`);
   const idle = figures.idle_cpu_percent as { daemon: number; parked: number; containers: number };
-  console.log(`refill: ${figures.refill_per_minute} parked sessions/min; idle pools: daemon ${idle.daemon}% CPU, ${idle.containers} parked containers ${idle.parked}% CPU together`);
+  const bare = figures.idle_cpu_percent_no_pool as { daemon: number };
+  console.log(`refill: ${figures.refill_per_minute} parked sessions/min; idle pools: daemon ${idle.daemon}% CPU (${bare.daemon}% without pools), ${idle.containers} parked containers ${idle.parked}% CPU together`);
   const ratio = (a: string, b: string): number => Math.round((rows[a]!.p50 / rows[b]!.p50) * 100) / 100;
   for (const mode of MODES) {
     figures[mode] = {

@@ -65,6 +65,8 @@ export function parameterLine(role: Role, session: SessionSpec, config: SessionW
   const env = envFor(role, session, config);
   const address = (of: Role): string | undefined => containers.find((c) => c.role === of)?.address;
   if (role === 'stream' && address('probe')) env.PROBE_HOST = address('probe')!;
+  // The segmentation server's ready line then names the stream by address (`stream: "10.213.0.3:7100"`).
+  if (role === 'segmentation' && address('stream')) env.STREAM_HOST = address('stream')!;
   return env;
 }
 
