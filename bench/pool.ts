@@ -4,7 +4,7 @@
  * and one at a time, beside cold creates (a daemon without pools) and raw parallel dockerode sessions measured in
  * the same run. Also the burst's wall time, refill throughput (parked sessions per minute, filling both pools from
  * empty) and CPU while the pools sit idle (the daemon process, and every parked emulator together).
- * `npm run bench -- pool [bursts=5] [burst=10]`. Targets: hit p50 < 50 ms, p99 < 150 ms; a burst of 10 from a
+ * `npm run bench -- pool [bursts=5] [burst=10] [singles=50]`. Targets: hit p50 < 50 ms, p99 < 150 ms; a burst of 10 from a
  * pool of 10 all ready within 250 ms; idle CPU ~0.
  */
 import Docker from 'dockerode';
@@ -20,7 +20,6 @@ const MODES: readonly SessionMode[] = ['plain', 'segmented'];
 const COUNT = 100;
 const IDLE_SAMPLE_MS = 10_000;
 const FILL_TIMEOUT_MS = 300_000;
-const SINGLES = 10;
 const COLD = 10;
 /** Room for two full pools and the bursts' sessions whatever the host: admission is not what is measured. */
 const ROOMY = { EDGEECHO_CAPACITY_CPUS: '4096', EDGEECHO_MAX_SESSIONS: '1000', EDGEECHO_CAPACITY_MEMORY: '1024g', EDGEECHO_MIN_FREE_MEMORY: '0', EDGEECHO_PLAIN_GRACE_MS: '200' };
@@ -92,6 +91,7 @@ async function idleCpu(docker: Docker, pid: number): Promise<{ daemon: number; p
 export default async function main(argv: string[]): Promise<void> {
   const bursts = Math.max(1, Number(argv[0] ?? 5) || 5);
   const burst = Math.max(1, Number(argv[1] ?? 10) || 10);
+  const singles = Math.max(1, Number(argv[2] ?? 50) || 50);
   const { config } = loadConfig({ env: process.env });
   const docker = new Docker({ socketPath: config.dockerSocket });
   const daemons: DaemonProcess[] = [];
@@ -107,7 +107,7 @@ export default async function main(argv: string[]): Promise<void> {
   };
   const rows: Record<string, Stats> = {};
   const burstWall: Record<string, number[]> = {};
-  const figures: Record<string, unknown> = { bench: 'pool', bursts, burst, count: COUNT };
+  const figures: Record<string, unknown> = { bench: 'pool', bursts, burst, singles, count: COUNT };
   try {
     // Baselines first, on a daemon without pools (its images are built here, so the pool daemon finds them).
     const cold = await start({});
@@ -153,13 +153,13 @@ export default async function main(argv: string[]): Promise<void> {
       }
       rows[`${mode} pool hit, bursts of ${burst}`] = stats(hits);
       figures[`${mode}_burst_misses`] = misses;
-      const singles: number[] = [];
-      for (let i = 0; i < SINGLES; i++) {
+      const one: number[] = [];
+      for (let i = 0; i < singles; i++) {
         await quiet(warm.client);
-        const one = await timedCreate(warm.client, mode);
-        if (one.pool === 'hit') singles.push(one.ms);
+        const claim = await timedCreate(warm.client, mode);
+        if (claim.pool === 'hit') one.push(claim.ms);
       }
-      rows[`${mode} pool hit, one at a time`] = stats(singles);
+      rows[`${mode} pool hit, one at a time`] = stats(one);
     }
   } finally {
     for (const c of clients) await c.close().catch(() => undefined);
