@@ -123,6 +123,8 @@ export class EmulatorRun {
 const cpuMs = (u: NodeJS.CpuUsage): number => Math.round((u.user + u.system) / 1000);
 
 export const DEFAULT_RETRY_INITIAL_MS = 50;
+/** The first retry delay in use: an unparked emulator lowers it (parking.ts), its upstream being unparked with it. */
+export const retry = { initialMs: DEFAULT_RETRY_INITIAL_MS };
 export const DEFAULT_RETRY_MAX_MS = 1000;
 
 /**
@@ -130,7 +132,7 @@ export const DEFAULT_RETRY_MAX_MS = 1000;
  * unreachable): containers start in any order. The idle watchdog bounds the total wait.
  */
 export function connectWithRetry(run: EmulatorRun, host: string, port: number, what: string, options: Omit<NetConnectOpts, 'host' | 'port'> = {}): Promise<Socket> {
-  let delay = DEFAULT_RETRY_INITIAL_MS;
+  let delay = retry.initialMs;
   let attempts = 0;
   return new Promise((resolve) => {
     const attempt = (): void => {

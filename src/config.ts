@@ -81,6 +81,10 @@ export const SETTINGS = {
   keepFailed: { env: 'EDGEECHO_KEEP_FAILED', kind: 'bool', default: () => 'false', help: 'keep failed sessions\' containers for debugging (removed by the TTL sweep)' },
   stopSessionsOnShutdown: { env: 'EDGEECHO_STOP_SESSIONS_ON_SHUTDOWN', kind: 'bool', default: () => 'false', help: 'stop live sessions on shutdown instead of adopting them at the next start' },
   resourcesCron: { env: 'EDGEECHO_RESOURCES_CRON', kind: 'cron', default: () => '*/5 * * * * *', help: 'resource sampling schedule (cron with seconds)' },
+  poolPlain: { env: 'EDGEECHO_POOL_PLAIN', kind: 'int', min: 0, max: 1000, default: () => '0', help: 'parked plain sessions kept warm for creates to claim (0: off; each holds its reservation)' },
+  poolSegmented: { env: 'EDGEECHO_POOL_SEGMENTED', kind: 'int', min: 0, max: 1000, default: () => '0', help: 'parked segmented sessions kept warm for creates to claim (0: off)' },
+  poolMaxAgeS: { env: 'EDGEECHO_POOL_MAX_AGE_S', kind: 'int', min: 10, max: 30 * 86_400, default: () => '3600', help: 'a parked session unclaimed this long is replaced by a fresh one' },
+  poolRefillConcurrency: { env: 'EDGEECHO_POOL_REFILL_CONCURRENCY', kind: 'int', min: 1, max: 64, default: () => '2', help: 'parked sessions made at once when refilling the pools' },
   objectLabels: { env: 'EDGEECHO_OBJECT_LABELS', kind: 'string', default: () => '', help: 'extra labels on every session container and network, key=value[,key=value] (empty: none)' },
 } satisfies Record<string, Setting>;
 

@@ -79,6 +79,13 @@ export function renderResources(answer: unknown): string {
         `cpus ${num(admission.reserved_cpus)} of ${num(admission.capacity_cpus)} reserved`,
     );
   }
+  const pool = data.pool === undefined ? null : obj(data.pool);
+  for (const [mode, p] of Object.entries(pool ?? {}).map(([m, v]) => [m, obj(v)] as const)) {
+    out.push(
+      `pool      ${mode}: ${num(p.parked)} of ${num(p.size)} parked, ${num(p.refilling)} refilling, ${num(p.hits)} hits, ${num(p.misses)} misses, ` +
+        `${num(p.recycled)} recycled, ${num(p.failed)} failed parks${p.error ? ` (${String(p.error)})` : ''}`,
+    );
+  }
   out.push('');
   if (sessions.length === 0) out.push('no live sessions');
   else {
