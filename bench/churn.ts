@@ -15,6 +15,7 @@ import { connect, type Client } from '../src/client/index.js';
 import { loadConfig, type Config } from '../src/config.js';
 import { runLabel, cleanupDaemons, labelledObjects, startDaemonProcess, TEST_LABEL, waitFor, type DaemonProcess } from '../support/daemon-process.js';
 import { killMentioning, localObjects } from '../support/local-objects.js';
+import { listAllSessions } from '../support/session-pages.js';
 
 const LABEL = runLabel('bench-churn');
 const COUNT = 10_000;
@@ -169,7 +170,7 @@ async function daemonRun(runtime: RuntimeName, docker: Docker | null, minutes: n
     }
     const rssEnd = rssBytes(daemon.pid);
     samples.push(rssEnd);
-    const records = (await client.request<{ sessions: Array<{ id: string; state: string; error?: { message?: string } | null }> }>('session.list', { limit: 10_000 })).sessions;
+    const records = await listAllSessions<{ id: string; state: string; error?: { message?: string } | null }>(client);
     const failures = records.filter((r) => r.state !== 'completed');
     const reasons = [...new Set(failures.map((r) => `${r.state}: ${r.error?.message ?? 'no error recorded'}`))].slice(0, 5);
     return { runtime, warmup, timed, rssLaunch, rssStart, rssEnd, rssPeak: Math.max(...samples), left, notCompleted: failures.length, records: records.length, reasons };

@@ -40,8 +40,12 @@ interface Sample {
   frames: number;
   bytes: number;
   ms: number;
+  /** CPU of every process of the path from its first data frame to its exit, ms (load barely moves it). */
+  cpuMs: number;
   ok: boolean;
 }
+
+const cpuOf = (...lines: Array<Record<string, unknown> | undefined>): number => lines.reduce((sum, l) => sum + Number(l?.cpu_ms), 0);
 
 async function pipeline(files: Record<string, string>): Promise<Sample> {
   const [probePort, streamPort] = [await freePort(), await freePort()];
@@ -55,7 +59,7 @@ async function pipeline(files: Record<string, string>): Promise<Sample> {
   const stats = g!.lines.at(-1) ?? {};
   const ok = p!.code === 0 && s!.code === 0 && g!.code === 0 && stats.lost === 0 && stats.checksum_ok === true;
   if (!ok) process.stderr.write(`pipeline run failed: ${JSON.stringify([p!.lines.at(-1), s!.lines.at(-1), stats])}\n`);
-  return { frames: Number(stats.frames), bytes: Number(stats.bytes), ms: Number(stats.duration_ms), ok };
+  return { frames: Number(stats.frames), bytes: Number(stats.bytes), ms: Number(stats.duration_ms), cpuMs: cpuOf(p!.lines.at(-1), s!.lines.at(-1), stats), ok };
 }
 
 async function rawPipe(): Promise<Sample> {
@@ -68,7 +72,7 @@ async function rawPipe(): Promise<Sample> {
   const stats = r.lines.at(-1) ?? {};
   const ok = r.code === 0 && s.code === 0 && stats.checksum_ok === true && stats.frames === COUNT;
   if (!ok) process.stderr.write(`raw pipe run failed: ${JSON.stringify(stats)} ${r.stderr} ${s.stderr}\n`);
-  return { frames: Number(stats.frames), bytes: Number(stats.bytes), ms: Number(stats.duration_ms), ok };
+  return { frames: Number(stats.frames), bytes: Number(stats.bytes), ms: Number(stats.duration_ms), cpuMs: cpuOf(stats, s.lines.at(-1)), ok };
 }
 
 /** Raw sender: the probe's encoder, 64 KiB writes, backpressure, then an end frame; waits for the ack. */
@@ -87,6 +91,7 @@ async function rawSender(): Promise<void> {
   }
   const enc = new DataFrameEncoder(PAYLOAD);
   const perBatch = Math.max(1, Math.floor(65536 / enc.frameBytes));
+  const cpu0 = process.cpuUsage();
   for (let seq = 0; seq < COUNT; ) {
     const n = Math.min(perBatch, COUNT - seq);
     const more = socket.write(enc.batch(seq, n, Date.now()));
@@ -95,6 +100,8 @@ async function rawSender(): Promise<void> {
   }
   socket.write(encodeFrame({ type: 'end', count: COUNT, checksum: enc.checksum }));
   await new Promise((r) => socket.once('data', r));
+  const cpu = process.cpuUsage(cpu0);
+  process.stdout.write(JSON.stringify({ cpu_ms: Math.round((cpu.user + cpu.system) / 1000) }) + '\n');
   socket.end();
 }
 
@@ -109,10 +116,14 @@ async function rawReceiver(): Promise<void> {
     let lost = 0;
     let crc = 0;
     let t0 = 0;
+    let cpu0: NodeJS.CpuUsage | null = null;
     socket.on('data', (chunk: Buffer) => {
       scanner.push(chunk, (buf, start, length) => {
         if (readDataFrame(buf, start, length, frame)) {
-          if (frames === 0) t0 = performance.now();
+          if (frames === 0) {
+            t0 = performance.now();
+            cpu0 = process.cpuUsage();
+          }
           frames++;
           bytes += 4 + length;
           if (frame.seq !== expected) lost++;
@@ -122,7 +133,9 @@ async function rawReceiver(): Promise<void> {
         }
         const end = unpackValue(buf.subarray(start, start + length)) as { checksum: number };
         const ms = performance.now() - t0;
-        process.stdout.write(JSON.stringify({ frames, bytes, lost, duration_ms: ms, checksum_ok: end.checksum === crc }) + '\n');
+        const cpu = process.cpuUsage(cpu0 ?? undefined);
+        const cpuMs = Math.round((cpu.user + cpu.system) / 1000);
+        process.stdout.write(JSON.stringify({ frames, bytes, lost, duration_ms: ms, checksum_ok: end.checksum === crc, cpu_ms: cpuMs }) + '\n');
         socket.end(encodeFrame({ type: 'ack', count: frames }));
         server.close();
         return false;
@@ -151,7 +164,9 @@ function sessionRunner(driver: RuntimeDriver): () => Promise<Sample> {
       const stats = final.containers.find((c) => c.role === 'segmentation')?.stats ?? {};
       const ok = final.state === 'completed' && stats.lost === 0 && stats.checksum_ok === true && stats.frames === COUNT;
       if (!ok) process.stderr.write(`session run on ${driver.name} failed: ${final.state} ${JSON.stringify(final.error)} ${JSON.stringify(stats)}\n`);
-      return { frames: Number(stats.frames), bytes: Number(stats.bytes), ms: Number(stats.duration_ms), ok };
+      // The emulators' own CPU time (cpu_ms in their stats lines), as for the bare processes.
+      const cpuMs = cpuOf(...final.containers.map((c) => c.stats ?? undefined));
+      return { frames: Number(stats.frames), bytes: Number(stats.bytes), ms: Number(stats.duration_ms), cpuMs, ok };
     } finally {
       await lifecycle.stop(created.id, { status: () => undefined }).catch(() => undefined);
     }
@@ -189,12 +204,21 @@ export default async function dataPlane(argv: string[] = []): Promise<void> {
     const mbs = (s: Sample): number => s.bytes / 1e6 / (s.ms / 1000);
     // Best of the runs beside the median: on a shared 2-core machine other work only ever slows a run down, and
     // the three-process pipeline more than the two-process pipe, so the best run is the truer figure of either.
-    const row = (name: string, xs: Sample[]) => ({ name, best: Math.max(...xs.map(rate)), fps: median(xs.map(rate)), mbs: Math.max(...xs.map(mbs)), ok: xs.every((s) => s.ok) });
+    const row = (name: string, xs: Sample[]) => ({
+      name,
+      best: Math.max(...xs.map(rate)),
+      fps: median(xs.map(rate)),
+      mbs: Math.max(...xs.map(mbs)),
+      cpuPerMillion: median(xs.map((s) => (s.cpuMs / s.frames) * 1e6)) / 1000,
+      ok: xs.every((s) => s.ok),
+    });
     const rows = [row('raw pipe (2 processes)', raw), ...paths.map((p, k) => row(p.name, samples[k]!))];
     console.log(`data plane: ${COUNT} frames, ${PAYLOAD}-byte payload, ${RUNS} runs alternating`);
-    console.log('path                             best frames/s   median frames/s   best MB/s   all ok   best vs raw');
+    console.log('path                             best frames/s   median frames/s   best MB/s   CPU s per 1M frames   all ok');
     for (const r of rows) {
-      console.log(`${r.name.padEnd(32)} ${Math.round(r.best).toLocaleString('en').padStart(13)} ${Math.round(r.fps).toLocaleString('en').padStart(17)} ${r.mbs.toFixed(1).padStart(11)}   ${String(r.ok).padEnd(6)} ${((r.best / rows[0]!.best) * 100).toFixed(1).padStart(10)}%`);
+      console.log(
+        `${r.name.padEnd(32)} ${Math.round(r.best).toLocaleString('en').padStart(13)} ${Math.round(r.fps).toLocaleString('en').padStart(17)} ${r.mbs.toFixed(1).padStart(11)} ${r.cpuPerMillion.toFixed(3).padStart(21)}   ${r.ok}`,
+      );
     }
     const ratio = rows[1]!.best / rows[0]!.best;
     const ratioMedian = rows[1]!.fps / rows[0]!.fps;
@@ -217,6 +241,8 @@ export default async function dataPlane(argv: string[] = []): Promise<void> {
         raw_fps_median: Math.round(rows[0]!.fps),
         pipeline_fps_median: Math.round(rows[1]!.fps),
         ratio_vs_raw_median: Number(ratioMedian.toFixed(3)),
+        raw_cpu_s_per_million: Number(rows[0]!.cpuPerMillion.toFixed(3)),
+        pipeline_cpu_s_per_million: Number(rows[1]!.cpuPerMillion.toFixed(3)),
         local_session: session('session, local runtime'),
         docker_session: session('session, docker runtime'),
         all_ok: rows.every((r) => r.ok),

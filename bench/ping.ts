@@ -20,6 +20,8 @@ const PIPELINE = Number(process.env.BENCH_PIPELINE ?? 256);
 export interface ServerChild {
   port: number;
   pid: number;
+  /** The EDGEECHO_METRICS listener's port, when the daemon was given one. */
+  metricsPort?: number;
   /** Resident set size of the child (VmRSS from /proc/<pid>/status), once it has stopped moving. */
   rss(): Promise<number>;
   stop(): Promise<void>;
@@ -51,15 +53,23 @@ async function settledRss(pid: number): Promise<number> {
  * run with node and nothing else, every component on (engine check, SQLite records, tracker, reaper, sweep).
  * Images are not built (--build-images false): the bench needs no emulators.
  */
-async function startDaemon(): Promise<ServerChild> {
+export interface DaemonChildOptions {
+  /** More flags, e.g. ['--metrics', '127.0.0.1:0']. */
+  args?: string[];
+  /** Records to start on (the caller removes it); default a fresh temp dir removed by stop(). */
+  dataDir?: string;
+}
+
+async function startDaemon(options: DaemonChildOptions = {}): Promise<ServerChild> {
   const { bundle } = await import('../scripts/bundle.js');
   const script = await bundle();
-  const dataDir = mkdtempSync(join(tmpdir(), 'edgeecho-bench-'));
+  const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), 'edgeecho-bench-'));
   const env: NodeJS.ProcessEnv = {};
   for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('EDGEECHO_')) env[k] = v;
-  const args = ['daemon', '--host', '127.0.0.1', '--port', '0', '--data-dir', dataDir, '--build-images', 'false', '--log-level', 'info', '--max-connections', '100000'];
+  const args = ['daemon', '--host', '127.0.0.1', '--port', '0', '--data-dir', dataDir, '--build-images', 'false', '--log-level', 'info', '--max-connections', '100000', ...(options.args ?? [])];
   const child = spawn(process.execPath, [script, ...args], { env, stdio: ['ignore', 'pipe', 'inherit'] });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  let metricsPort: number | undefined;
   const port = await new Promise<number>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error('the daemon logged no "listening" line within 30 s')), 30_000).unref();
     child.once('exit', (code) => {
@@ -68,6 +78,8 @@ async function startDaemon(): Promise<ServerChild> {
     });
     // JSON logs (stdout is a pipe); drained for the daemon's whole life so its writes never block.
     createInterface({ input: child.stdout }).on('line', (line) => {
+      // logged before "listening" when EDGEECHO_METRICS is set
+      if (line.includes('"metrics listening"')) metricsPort = (JSON.parse(line) as { port: number }).port;
       if (!line.includes('"listening"')) return;
       const entry = JSON.parse(line) as { msg: string; listeners: Array<{ address: { port?: number } }> };
       const tcp = entry.listeners.find((l) => l.address.port !== undefined);
@@ -79,11 +91,12 @@ async function startDaemon(): Promise<ServerChild> {
   return {
     port,
     pid: child.pid!,
+    ...(metricsPort !== undefined ? { metricsPort } : {}),
     rss: () => settledRss(child.pid!),
     async stop() {
       child.kill('SIGTERM');
       await exited;
-      rmSync(dataDir, { recursive: true, force: true });
+      if (!options.dataDir) rmSync(dataDir, { recursive: true, force: true });
     },
   };
 }
@@ -109,11 +122,11 @@ async function startEcho(): Promise<ServerChild> {
   };
 }
 
-export function startServerChild(mode: 'daemon' | 'echo'): Promise<ServerChild> {
-  return mode === 'daemon' ? startDaemon() : startEcho();
+export function startServerChild(mode: 'daemon' | 'echo', options: DaemonChildOptions = {}): Promise<ServerChild> {
+  return mode === 'daemon' ? startDaemon(options) : startEcho();
 }
 
-interface Result {
+export interface Result {
   reqPerSec: number;
   p50us: number;
   p99us: number;
@@ -129,7 +142,7 @@ function openClient(port: number): Promise<Socket> {
 }
 
 /** Sends pings keeping `depth` in flight for DURATION_MS; latency per request from send to answer. */
-async function runLoad(port: number, depth: number, greeting: boolean): Promise<Result> {
+export async function runLoad(port: number, depth: number, greeting: boolean): Promise<Result> {
   const socket = await openClient(port);
   const splitter = new FrameSplitter();
   const sentAt: number[] = [];

@@ -13,33 +13,23 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { loadConfig } from '../src/config.js';
+import { loadConfig, type Config } from '../src/config.js';
+import { rawSessions, removeSession } from '../support/raw-session.js';
+import { killMentioning } from '../support/local-objects.js';
 import { silentLogger } from '../src/log.js';
-import { DockerDriver, TMPFS_TMP, CONTAINER_USER } from '../src/runtime/docker/driver.js';
+import { DockerDriver } from '../src/runtime/docker/driver.js';
 import { ensureEmulatorImages } from '../src/runtime/docker/images.js';
-import { ReadyWatch } from '../src/runtime/docker/readiness.js';
-import { LABEL_MANAGED, LABEL_SESSION, type Role } from '../src/runtime/driver.js';
+import type { Role } from '../src/runtime/driver.js';
+import { localLayout } from '../src/runtime/local/layout.js';
+import { localRuntime } from '../src/runtime/local/local-runtime.js';
+import { PortAllocator } from '../src/runtime/local/ports.js';
 import { SessionBus } from '../src/sessions/events.js';
-import { SubnetPool } from '../src/runtime/docker/subnets.js';
 import { SessionLifecycle } from '../src/sessions/lifecycle.js';
 import { openSessionStore } from '../src/sessions/sqlite-store.js';
-import { newSessionId } from '../src/sessions/session-id.js';
-import { PROBE_PORT, STREAM_PORT } from '../src/workflow/session-workflows.js';
 import { rolesOf } from '../src/workflow/session-spec.js';
-import { localRuntime } from '../src/runtime/local/local-runtime.js';
-import { localLayout } from '../src/runtime/local/layout.js';
-import { PortAllocator } from '../src/runtime/local/ports.js';
-import { killMentioning } from '../support/local-objects.js';
-import type { Config } from '../src/config.js';
 
 const LABELS = { 'io.edgeecho.test': 'bench' };
 const MAX_ITERATIONS = 10;
-
-async function removeSession(docker: Docker, id: string): Promise<void> {
-  const filters = { label: [`${LABEL_SESSION}=${id}`] };
-  await Promise.all((await docker.listContainers({ all: true, filters })).map((c) => docker.getContainer(c.Id).remove({ force: true }).catch(() => {})));
-  for (const n of await docker.listNetworks({ filters })) await docker.getNetwork(n.Id).remove().catch(() => {});
-}
 
 const median = (xs: number[]): number => {
   const s = [...xs].sort((a, b) => a - b);
@@ -143,7 +133,7 @@ async function localRows(config: Config, iterations: number): Promise<Row[]> {
   }
 }
 
-/** The Docker runtime: lifecycle over the DockerDriver beside raw parallel dockerode calls. */
+/** The Docker runtime: lifecycle over the DockerDriver beside raw parallel dockerode calls (support/raw-session.ts). */
 async function dockerRows(config: Config, iterations: number): Promise<Row[]> {
   const docker = new Docker({ socketPath: config.dockerSocket });
   await ensureEmulatorImages(docker, { config, log: silentLogger });
@@ -153,78 +143,15 @@ async function dockerRows(config: Config, iterations: number): Promise<Row[]> {
   const admission = { admit: () => undefined, release: () => undefined, adopt: () => undefined };
   const lifecycle = new SessionLifecycle({ driver, store: openSessionStore(':memory:'), bus: new SessionBus(), admission, config, log: silentLogger, labels: LABELS, startOrder });
   const signal = new AbortController().signal;
-
-  const images: Record<Role, string> = { probe: config.imageProbe, stream: config.imageStream, segmentation: config.imageSegmentation };
-  const limits = { probe: config.limitsProbe, stream: config.limitsStream, segmentation: config.limitsSegmentation };
-  const env = (id: string, role: Role, mode: string): string[] =>
-    role === 'probe'
-      ? [`PROBE_PORT=${PROBE_PORT}`, `PROBE_ID=${id}`, 'PROBE_COUNT=10', 'PROBE_PAYLOAD_BYTES=64', 'PROBE_RATE=0']
-      : role === 'stream'
-        ? ['PROBE_HOST=probe', `PROBE_PORT=${PROBE_PORT}`, `STREAM_PORT=${STREAM_PORT}`, `STREAM_MODE=${mode}`, 'STREAM_GRACE_MS=1000']
-        : ['STREAM_HOST=stream', `STREAM_PORT=${STREAM_PORT}`];
-  // The raw runs cut their subnets from a pool of their own, past what existing networks hold.
-  const rawSubnets = new SubnetPool('10.215.0.0/16', 28);
-  for (const n of await docker.listNetworks()) for (const c of n.IPAM?.Config ?? []) if (c.Subnet) rawSubnets.markUsed(c.Subnet);
+  const rawSession = await rawSessions(docker, config, LABELS);
   const made = new Set<string>();
-
-  /** The lower bound: everything in parallel, no engine, no records, no status frames. */
-  async function raw(mode: 'plain' | 'segmented'): Promise<{ ms: number; id: string }> {
-    const id = newSessionId();
-    const labels = { ...LABELS, [LABEL_MANAGED]: 'true', [LABEL_SESSION]: id };
-    const t0 = performance.now();
-    made.add(id);
-    const subnet = rawSubnets.allocate();
-    const net = await docker.createNetwork({ Name: `edgeecho-${id}-net`, Labels: labels, IPAM: { Driver: 'default', Config: [{ Subnet: subnet }] } });
-    const roles = rolesOf(mode);
-    const containers = await Promise.all(
-      roles.map((role) =>
-        docker.createContainer({
-          name: `edgeecho-${id}-${role}`,
-          Image: images[role],
-          Env: env(id, role, mode),
-          Labels: { ...labels, 'io.edgeecho.role': role },
-          User: CONTAINER_USER,
-          ExposedPorts: role === 'stream' ? { [`${STREAM_PORT}/tcp`]: {} } : {},
-          HostConfig: {
-            Init: true,
-            NetworkMode: net.id,
-            PortBindings: role === 'stream' ? { [`${STREAM_PORT}/tcp`]: [{ HostIp: config.publishHost, HostPort: '' }] } : {},
-            CapDrop: ['ALL'],
-            SecurityOpt: ['no-new-privileges'],
-            ReadonlyRootfs: true,
-            Tmpfs: { '/tmp': TMPFS_TMP },
-            Memory: limits[role].memoryBytes,
-            NanoCpus: limits[role].nanoCpus,
-            PidsLimit: limits[role].pids,
-          },
-          NetworkingConfig: { EndpointsConfig: { [`edgeecho-${id}-net`]: { Aliases: [role] } } },
-        }),
-      ),
-    );
-    await Promise.all(
-      containers.map(async (c) => {
-        const watch = new ReadyWatch((await c.attach({ stream: true, stdout: true, stderr: true, logs: true })) as never);
-        await c.start();
-        const outcome = await watch.outcome;
-        if (outcome.kind !== 'ready') throw new Error(`raw ${mode}: a container ended before ready`);
-      }),
-    );
-    const info = await containers[1]!.inspect();
-    if (!info.NetworkSettings.Ports[`${STREAM_PORT}/tcp`]?.[0]?.HostPort) throw new Error('raw: no published port');
-    const ms = performance.now() - t0;
-    await removeSession(docker, id);
-    rawSubnets.release(subnet);
-    return { ms, id };
-  }
-
-  async function ours(mode: 'plain' | 'segmented'): Promise<{ ms: number; id: string }> {
+  const ours: Timed = async (mode) => {
     const t0 = performance.now();
     const result = await lifecycle.create({ mode, count: 10 }, { signal, status: (f) => void (typeof f.session === 'string' && made.add(f.session)) });
     return { ms: performance.now() - t0, id: result.id };
-  }
-
+  };
   try {
-    return await measure('docker', iterations, raw, ours, (id) => removeSession(docker, id));
+    return await measure('docker', iterations, (mode) => rawSession(mode, made), ours, (id) => removeSession(docker, id));
   } finally {
     for (const id of made) await removeSession(docker, id);
   }

@@ -8,16 +8,17 @@ import { createServer, type Socket } from 'node:net';
 import { encodeFrame, FrameDecoder } from '../protocol/codec.js';
 import { DataFrameEncoder } from '../protocol/data-frame.js';
 import { EmulatorRun, EXIT_CONFIG, EXIT_INCOMPLETE, EXIT_OK, log } from './lifecycle.js';
+import { sessionEnv } from './parking.js';
 import { listenHost, probeSettings, SettingError, type ProbeSettings } from './settings.js';
 
 /** Bytes per write: large enough to amortise syscalls, small enough to keep rate pacing smooth. */
 const BATCH_BYTES = 64 * 1024;
 const RATE_TICK_MS = 5;
 
-function main(): void {
+async function main(): Promise<void> {
   let settings: ProbeSettings;
   try {
-    settings = probeSettings(process.env);
+    settings = probeSettings(await sessionEnv('probe'));
   } catch (err) {
     if (!(err instanceof SettingError)) throw err;
     const run = new EmulatorRun('probe', 1000);
@@ -133,4 +134,4 @@ function main(): void {
   });
 }
 
-main();
+void main();

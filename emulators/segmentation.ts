@@ -7,6 +7,7 @@ import { encodeFrame, unpackValue } from '../protocol/codec.js';
 import { crc32Update, readDataFrame, type DataFrame } from '../protocol/data-frame.js';
 import { FrameScanner } from '../protocol/frame-scanner.js';
 import { connectWithRetry, EmulatorRun, EXIT_CONFIG, EXIT_INCOMPLETE, EXIT_OK, log } from './lifecycle.js';
+import { sessionEnv } from './parking.js';
 import { MAX_PAYLOAD_BYTES, segmentationSettings, SettingError, type SegmentationSettings } from './settings.js';
 
 const MAX_DATA_FRAME = MAX_PAYLOAD_BYTES + 1024;
@@ -14,7 +15,7 @@ const MAX_DATA_FRAME = MAX_PAYLOAD_BYTES + 1024;
 async function main(): Promise<void> {
   let settings: SegmentationSettings;
   try {
-    settings = segmentationSettings(process.env);
+    settings = segmentationSettings(await sessionEnv('segmentation'));
   } catch (err) {
     if (!(err instanceof SettingError)) throw err;
     return new EmulatorRun('segmentation', 1000).finish(EXIT_CONFIG, err.message);

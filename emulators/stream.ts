@@ -19,6 +19,7 @@ import { peekSeq } from '../protocol/data-frame.js';
 import { FrameScanner } from '../protocol/frame-scanner.js';
 import { ReadSlab } from '../protocol/read-slab.js';
 import { connectWithRetry, EmulatorRun, EXIT_CONFIG, EXIT_INCOMPLETE, EXIT_OK, log } from './lifecycle.js';
+import { sessionEnv } from './parking.js';
 import { listenHost, MAX_PAYLOAD_BYTES, SettingError, streamSettings, type StreamSettings } from './settings.js';
 
 const PAUSE_BYTES = 1024 * 1024;
@@ -55,7 +56,7 @@ interface Consumer {
 async function main(): Promise<void> {
   let settings: StreamSettings;
   try {
-    settings = streamSettings(process.env);
+    settings = streamSettings(await sessionEnv('stream'));
   } catch (err) {
     if (!(err instanceof SettingError)) throw err;
     return new EmulatorRun('stream', 1000).finish(EXIT_CONFIG, err.message);

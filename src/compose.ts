@@ -13,19 +13,24 @@ import { sessionOps } from './ops/session-ops.js';
 import { Admission, admissionOptions } from './resources/admission.js';
 import { ResourceTracker } from './resources/tracker.js';
 import { createRuntime } from './runtime/create-runtime.js';
+import { Metrics, metricsOp } from './metrics/metrics.js';
 import { SessionBus } from './sessions/events.js';
 import { SessionLifecycle } from './sessions/lifecycle.js';
 import { Reaper } from './sessions/reaper.js';
 import { scopeToInstance } from './sessions/instance.js';
 import { reconcile } from './sessions/reconcile.js';
 import { openSessionStore, SESSION_DB_FILE } from './sessions/sqlite-store.js';
-import { TERMINAL_STATES } from './sessions/types.js';
+import { SqliteParkedStore } from './sessions/parked-store.js';
+import { SessionPool } from './sessions/pool.js';
+import { LIVE_STATES, TERMINAL_STATES } from './sessions/types.js';
 import { ObjectAges, Sweep } from './sessions/sweep.js';
 
 export interface Ops {
   registry: OpRegistry;
   /** The runtime serving sessions (docker | local), named in hello and resources; absent for core ops only. */
   runtime?: string;
+  /** Absent for core-only daemons; the daemon command adds the connection metrics and the HTTP listener. */
+  metrics?: Metrics;
   /** The instance id this daemon labels its objects with (absent when it drives no runtime). */
   instance?: string;
   close(): Promise<void>;
@@ -59,22 +64,31 @@ export async function createOps(config: Config, log: Logger): Promise<Ops> {
     const admission = new Admission(admissionOptions(config, () => tracker.availableMemory()));
     const sessionLog = log.child({ component: 'sessions' });
     const labels = parseObjectLabels(config.objectLabels);
-    const lifecycle = new SessionLifecycle({ driver, store, bus, admission, config, log: sessionLog, labels });
+    const lifecycle = new SessionLifecycle({ driver, store, bus, admission, config, log: sessionLog, labels, parked: new SqliteParkedStore(store.db) });
+    // Built even with both sizes 0: a restart with a smaller pool setting must still clean what was parked.
+    const pool = new SessionPool(lifecycle.parking!, config, log.child({ component: 'pool' }));
+    lifecycle.usePool(pool);
     const ages = new ObjectAges();
     // A session's usage is sampled as it turns ready and dropped as it ends, not left to the next scheduled sample.
     closers.unshift(
       bus.subscribe(null, (update) => {
         if (!update.record) return;
         if (update.state === 'ready') tracker.sampleSession(update.id).catch((err: Error) => sessionLog.debug({ session: update.id, err: err.message }, 'usage at ready not sampled'));
-        else if (TERMINAL_STATES.includes(update.state)) tracker.forget(update.id);
+        else if (TERMINAL_STATES.includes(update.state)) {
+          tracker.forget(update.id);
+          pool.roomFreed();
+        }
       }),
     );
+    const reaper = new Reaper({ driver, store, finisher: lifecycle, log: sessionLog, bus, parked: pool });
+    // before reconcile, so what it finishes is counted
+    const metrics = new Metrics({ bus, liveSessions: () => store.list({ states: LIVE_STATES }), onEngineStream: (listener) => reaper.onStream(listener) });
+    closers.unshift(() => metrics.close());
 
-    await reconcile({ driver, store, lifecycle, settings: config, log: sessionLog, ages });
-    const reaper = new Reaper({ driver, store, finisher: lifecycle, log: sessionLog, bus });
+    await reconcile({ driver, store, lifecycle, settings: config, log: sessionLog, ages, parked: pool });
     reaper.start();
     closers.unshift(() => reaper.stop());
-    const sweep = new Sweep({ driver, store, finisher: lifecycle, settings: config, cron: config.sweepCron, log: sessionLog, ages, admission });
+    const sweep = new Sweep({ driver, store, finisher: lifecycle, settings: config, cron: config.sweepCron, log: sessionLog, ages, admission, parked: pool });
     sweep.start();
     closers.unshift(() => sweep.stop());
     // Back from an engine outage (dockerd restarted): sweep now instead of at the next cron tick, so objects whose
@@ -89,12 +103,15 @@ export async function createOps(config: Config, log: Logger): Promise<Ops> {
     });
     closers.unshift(unsubscribe);
     closers.unshift(() => lifecycle.shutdown(config.stopSessionsOnShutdown).then(() => undefined));
+    pool.start();
+    closers.unshift(() => pool.stop(config.stopSessionsOnShutdown));
 
     const registry = new OpRegistry();
     const usage = (session: string) => tracker.latest()?.sessions.find((s) => s.session === session);
     for (const op of sessionOps({ lifecycle, store, config, usage })) registry.register(op);
-    for (const op of resourceOps({ tracker, admission, instance })) registry.register(op);
-    return { registry, runtime: runtime.name, instance, close: () => closeAll(closers, log) };
+    for (const op of resourceOps({ tracker, admission, instance, pool })) registry.register(op);
+    registry.register(metricsOp(metrics));
+    return { registry, runtime: runtime.name, metrics, instance, close: () => closeAll(closers, log) };
   } catch (err) {
     await closeAll(closers, log);
     throw err;

@@ -16,6 +16,7 @@ import type Docker from 'dockerode';
 import { LABEL_SESSION } from '../src/runtime/driver.js';
 
 const BIN = fileURLToPath(new URL('../bin/edgeecho.js', import.meta.url));
+const ROOT = fileURLToPath(new URL('../', import.meta.url));
 export const TEST_LABEL = 'io.edgeecho.test';
 /** tsx compiles the source on first start: a few seconds on a 2-core machine, more under load. */
 export const DEFAULT_START_TIMEOUT_MS = 60_000;
@@ -30,6 +31,8 @@ export interface DaemonProcessOptions {
   args?: string[];
   env?: Record<string, string>;
   startTimeoutMs?: number;
+  /** Start through `npm start` (pid is then npm's) instead of bin/edgeecho.js: signals must still reach the daemon. */
+  viaNpmStart?: boolean;
 }
 
 export interface LogLine {
@@ -75,7 +78,9 @@ export async function startDaemonProcess(options: DaemonProcessOptions): Promise
   delete env.NOTIFY_SOCKET;
   delete env.LISTEN_FDS;
   delete env.LISTEN_PID;
-  const child = spawn(process.execPath, [BIN, 'daemon', ...(options.args ?? [])], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = options.viaNpmStart
+    ? spawn('npm', ['start', '--silent', '--', ...(options.args ?? [])], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] })
+    : spawn(process.execPath, [BIN, 'daemon', ...(options.args ?? [])], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   const logs: LogLine[] = [];
   const stderr: string[] = [];
   const waiters = new Set<{ match: (l: LogLine) => boolean; resolve: (l: LogLine) => void }>();

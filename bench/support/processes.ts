@@ -1,5 +1,6 @@
 /** What the data-plane benches share: child node processes with their JSON stdout lines, free ports, medians. */
 import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 
 export interface NodeRun {
@@ -59,3 +60,21 @@ export async function freePort(): Promise<number> {
 }
 
 export const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+const CLOCK_TICKS_PER_S = 100;
+
+/**
+ * CPU seconds (user + system) of this process's children that have exited and been reaped so far, from
+ * /proc/self/stat (cutime, cstime; Linux). The difference around a run is what its child processes used,
+ * a figure that other work on a shared machine barely moves, unlike their throughput.
+ */
+export function childCpuSeconds(): number {
+  try {
+    const stat = readFileSync('/proc/self/stat', 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // after "pid (comm) ", field 3 (state) is index 0; cutime and cstime are fields 16 and 17
+    return (Number(fields[13]) + Number(fields[14])) / CLOCK_TICKS_PER_S;
+  } catch {
+    return NaN;
+  }
+}

@@ -12,6 +12,8 @@ import { planListeners, type ListenerPlan } from '../daemon/listeners-from-confi
 import { createSystemdNotifier } from '../daemon/systemd-notify.js';
 import { installTestHooks } from '../daemon/test-hooks.js';
 import { createOps } from '../compose.js';
+import { assertExposureAllowed } from '../daemon/auth.js';
+import { parseMetricsAddress, serveMetrics, type MetricsAddress, type MetricsServer } from '../metrics/metrics-http.js';
 
 export const EXIT_OK = 0;
 /** Bad configuration or flags: nothing was started. */
@@ -45,8 +47,11 @@ export async function runDaemon(argv: string[], options: RunDaemonOptions = {}):
   const log = createLogger(config.logLevel as Parameters<typeof createLogger>[0]);
   // Token, TLS and systemd sockets before anything heavy: an unsafe or broken exposure stops here.
   let plan: ListenerPlan;
+  let metricsAddress: MetricsAddress | null;
   try {
     plan = planListeners(config, { env: options.env ?? process.env, log });
+    metricsAddress = parseMetricsAddress(config.metrics);
+    if (metricsAddress) assertExposureAllowed(metricsAddress.host, plan.auth !== null, 'EDGEECHO_METRICS');
   } catch (err) {
     process.stderr.write(`edgeecho daemon: ${(err as Error).message}\n`);
     return EXIT_CONFIG;
@@ -60,6 +65,7 @@ export async function runDaemon(argv: string[], options: RunDaemonOptions = {}):
     return EXIT_START;
   }
   let daemon: Daemon;
+  let metricsServer: MetricsServer | null = null;
   try {
     const auth = plan.auth;
     daemon = new Daemon({
@@ -71,11 +77,16 @@ export async function runDaemon(argv: string[], options: RunDaemonOptions = {}):
       ...(ops.instance ? { instance: ops.instance } : {}),
       ...(auth ? { authenticate: (token: string | undefined, peer: Peer) => auth.authenticate(token, peer) } : {}),
     });
+    if (ops.metrics) {
+      ops.metrics.watchDaemon(daemon);
+      if (metricsAddress) metricsServer = await serveMetrics({ address: metricsAddress, metrics: ops.metrics, auth: plan.auth, log });
+    }
     const addresses = await daemon.listen();
     options.onListening?.(addresses);
     await notifier.ready(`listening on ${addresses.listeners.map((l) => ('path' in l.address ? l.address.path : `${l.address.host}:${l.address.port}`)).join(', ')}`);
   } catch (err) {
     log.fatal({ err: describeError(err) }, 'cannot start the daemon');
+    await metricsServer?.close();
     await ops.close().catch(() => undefined);
     return err instanceof EdgeechoError && err.code === 'BAD_REQUEST' ? EXIT_CONFIG : EXIT_START;
   }
@@ -86,6 +97,7 @@ export async function runDaemon(argv: string[], options: RunDaemonOptions = {}):
   await notifier.stopping('draining connections');
   stopWatchdog();
   await daemon.shutdown();
+  await metricsServer?.close();
   dispose();
   await ops.close().catch((err) => log.error({ err }, 'closing ops failed'));
   log.flush?.();

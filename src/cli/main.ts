@@ -66,6 +66,8 @@ export const COMMANDS: CommandEntry[] = [
   { name: 'session watch', summary: 'follow a session\'s status and events', load: moduleCommand('session', () => import('./session.js'), 'watch') },
   { name: 'consume', summary: 'read a session\'s stream: frames as JSON lines or --raw payload bytes, checked', load: () => import('./consume.js') },
   { name: 'resources', summary: 'show node capacity and what sessions hold', load: moduleCommand('resources', () => import('./resources.js')) },
+  { name: 'metrics', summary: 'print the daemon\'s Prometheus metrics (the metrics op)', load: moduleCommand('metrics', () => import('./metrics.js')) },
+  { name: 'health', summary: 'exit 0 when the daemon and its engine answer, 1 with the reason otherwise', load: moduleCommand('health', () => import('./health.js')) },
 ];
 
 function overview(commands: CommandEntry[]): string {

@@ -2,12 +2,10 @@
  * `edgeecho resources`: the node's capacity and what sessions hold, as a readable table (or the `resources`
  * op's answer as one JSON line). Rendering is a pure function of that answer.
  */
-import { connect } from '../client/index.js';
-import { EdgeechoError } from '../../protocol/errors.js';
-import { CONNECTION_FLAGS, connectionOptions, formatFlags, parseFlags, UsageError, type CliIo, type FlagSpec } from './args.js';
+import { CONNECTION_FLAGS, formatFlags, parseFlags, UsageError, type CliIo, type FlagSpec } from './args.js';
 import { frameLine } from './frame-json.js';
-import { renderError } from './live-view.js';
-import { CLI_CLIENT_NAME, renderTable } from './session.js';
+import { requestOnce } from './one-request.js';
+import { renderTable } from './session.js';
 
 const FLAGS = {
   fresh: { type: 'bool', help: 'sample now instead of answering with the latest scheduled sample' },
@@ -83,6 +81,13 @@ export function renderResources(answer: unknown): string {
         `cpus ${num(admission.reserved_cpus)} of ${num(admission.capacity_cpus)} reserved`,
     );
   }
+  const pool = data.pool === undefined ? null : obj(data.pool);
+  for (const [mode, p] of Object.entries(pool ?? {}).map(([m, v]) => [m, obj(v)] as const)) {
+    out.push(
+      `pool      ${mode}: ${num(p.parked)} of ${num(p.size)} parked, ${num(p.refilling)} refilling, ${num(p.hits)} hits, ${num(p.misses)} misses, ` +
+        `${num(p.recycled)} recycled, ${num(p.failed)} failed parks${p.error ? ` (${String(p.error)})` : ''}`,
+    );
+  }
   out.push('');
   if (sessions.length === 0) out.push('no live sessions');
   else {
@@ -96,17 +101,5 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
   const { values, positionals } = parseFlags(argv, FLAGS);
   if (positionals.length) throw new UsageError(`unexpected argument "${positionals[0]}"`);
   const json = values.json ?? (io.stdout as { isTTY?: boolean }).isTTY !== true;
-  const options = connectionOptions(values, io.env);
-  let client;
-  try {
-    client = await connect({ ...options, client: CLI_CLIENT_NAME });
-    const answer = await client.request('resources', values.fresh ? { fresh: true } : {});
-    io.stdout.write(json ? frameLine(answer) + '\n' : renderResources(answer));
-    return 0;
-  } catch (err) {
-    io.stderr.write(renderError(EdgeechoError.from(err)) + '\n');
-    return 1;
-  } finally {
-    await client?.close();
-  }
+  return requestOnce(values, io, 'resources', values.fresh ? { fresh: true } : {}, (answer) => (json ? frameLine(answer) + '\n' : renderResources(answer)));
 }

@@ -180,7 +180,8 @@ export const create: CommandModule = {
 
 const LS_FLAGS = {
   state: { type: 'string', placeholder: 'STATE', help: 'only sessions in this state (creating, ready, stopping, completed, failed, stopped)' },
-  limit: { type: 'int', placeholder: 'N', min: 1, help: 'at most N sessions, newest first' },
+  limit: { type: 'int', placeholder: 'N', min: 1, help: 'at most N sessions, newest first (one page: up to 500)' },
+  before: { type: 'string', placeholder: 'CURSOR', help: 'the page after this cursor (printed as "next:" under a full page)' },
   ...JSON_FLAG,
   ...CONNECTION_FLAGS,
 } satisfies Record<string, FlagSpec>;
@@ -228,17 +229,19 @@ export function renderSessionTable(sessions: readonly SessionRow[], now: number)
 }
 
 export const ls: CommandModule = {
-  usage: commandUsage('edgeecho session ls [--state STATE] [--limit N] [--json]', 'Lists sessions, newest first, as a table (or the result as one JSON line with --json).', LS_FLAGS),
+  usage: commandUsage('edgeecho session ls [--state STATE] [--limit N] [--before CURSOR] [--json]', 'Lists sessions, newest first, as a table (or the result as one JSON line with --json).', LS_FLAGS),
   async run(argv, io) {
     const { values, positionals } = parseFlags(argv, LS_FLAGS);
     if (positionals.length) throw new UsageError(`unexpected argument "${positionals[0]}"`);
     const args: Record<string, unknown> = {};
     if (values.state !== undefined) args.state = values.state;
     if (values.limit !== undefined) args.limit = values.limit;
+    if (values.before !== undefined) args.before = values.before;
     const out = outputMode(io, values.json);
     return withClient(values, io, out, async (client, signal) => {
       const data = await client.request('session.list', args, { signal });
-      io.stdout.write(out.json ? frameLine(data) + '\n' : renderSessionTable(sessionsOf(data), Date.now()));
+      const next = (data as { next?: unknown } | null)?.next;
+      io.stdout.write(out.json ? frameLine(data) + '\n' : renderSessionTable(sessionsOf(data), Date.now()) + (typeof next === 'string' ? `next: ${next}\n` : ''));
       return 0;
     });
   },

@@ -18,6 +18,8 @@ import { DEFAULT_CONNECT_TIMEOUT_MS } from './transport.js';
 
 /** Largest frame a stream may carry: the emulators' payload limit (16 MiB) plus the map around it. */
 export const DEFAULT_STREAM_MAX_FRAME_BYTES = 16 * 1024 * 1024 + 1024;
+/** Payloads up to this size are copied by a loop rather than Buffer#copy. */
+const SMALL_COPY_BYTES = 128;
 /** Frames parsed ahead of the reader before the socket is paused (backpressure toward the stream server). */
 const QUEUE_HIGH_FRAMES = 8192;
 
@@ -49,7 +51,12 @@ export class StreamFrame {
 
   /** Copies the payload into target at offset without making a view (the CLI's --raw path); returns the bytes. */
   copyPayload(target: Buffer, offset: number): number {
-    return this.body.copy(target, offset, this.start, this.end);
+    const n = this.end - this.start;
+    // Buffer#copy makes a typed-array view per call; a loop over a small payload allocates nothing
+    if (n > SMALL_COPY_BYTES) return this.body.copy(target, offset, this.start, this.end);
+    const body = this.body;
+    for (let i = 0, from = this.start; i < n; i++) target[offset + i] = body[from + i]!;
+    return n;
   }
 }
 

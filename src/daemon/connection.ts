@@ -1,8 +1,9 @@
 /**
  * One client connection: greeting first, then frames in and out. Holds the hello gate (until hello succeeds
  * only hello and ping run) and the in-flight table keyed by request id, the one place where answers are matched
- * to requests. Limits enforced here: handshake and idle timeouts, max in-flight, max frame, and the write-buffer
- * bound that disconnects a client which stops reading.
+ * to requests. Limits enforced here: handshake and idle timeouts, max frame, and two bounds that stop reading
+ * (read-pump.ts): max in-flight, and output the socket has not taken. Output that does not drain within the
+ * stall timeout, or that passes the write-buffer bound, disconnects the client: it stopped reading.
  */
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
@@ -12,6 +13,9 @@ import { parseRequest, type Request, type RequestId } from '../../protocol/messa
 import { CORE_OPS, helloProtocol, pingResult, type CoreControl, type HelloArgs, type HelloResult } from './core-ops.js';
 import { validateArgs, type OpContext, type OpDefinition, type OpRegistry } from '../ops/contract.js';
 import type { Peer } from './listen.js';
+import type { DaemonStats, DisconnectReason } from './daemon-stats.js';
+import { ReadPump, type Handled } from './read-pump.js';
+import type { TurnScheduler } from './turn-scheduler.js';
 
 export interface ConnectionLimits {
   maxFrame: number;
@@ -19,6 +23,8 @@ export interface ConnectionLimits {
   idleTimeoutMs: number;
   maxInflight: number;
   maxWriteBuffer: number;
+  /** Output that has not drained for this long (reading paused meanwhile) disconnects the client. */
+  stallTimeoutMs: number;
 }
 
 /** Timers behind an interface so tests can drive them. Every timer is cleared when its connection closes. */
@@ -55,6 +61,9 @@ export interface ConnectionShared {
   clock: Clock;
   /** Set when the daemon shuts down: new requests get SHUTTING_DOWN. */
   shuttingDown: boolean;
+  stats: DaemonStats;
+  /** Shares the event loop between connections with queued frames. */
+  scheduler: TurnScheduler;
 }
 
 /** How long a closing connection may take to flush its last frames before it is destroyed. */
@@ -85,7 +94,8 @@ export class Connection implements CoreControl {
   private helloPending = false;
   private closing = false;
   private closedFlag = false;
-  private readPaused = false;
+  private drainWait = false;
+  private stallTimer: unknown = null;
   private lastActivity: number;
   private handshakeTimer: unknown = null;
   private idleTimer: unknown = null;
@@ -93,7 +103,8 @@ export class Connection implements CoreControl {
   private emptyWaiters: Array<() => void> = [];
   private closeWaiters: Array<() => void> = [];
   private readonly onDataBound = (chunk: Buffer): void => this.onData(chunk);
-  private readonly onBodyBound = (body: Buffer): void => this.onBody(body);
+  private readonly pump: ReadPump;
+  private readonly splitBound = (chunk: Buffer, onBody: (body: Buffer) => void): void => this.splitter.forEachFrame(chunk, onBody);
 
   constructor(
     id: string,
@@ -111,6 +122,18 @@ export class Connection implements CoreControl {
     this.splitter = new FrameSplitter(shared.limits.maxFrame);
     this.writer = new FrameWriter(socket);
     this.lastActivity = shared.clock.now();
+    this.pump = new ReadPump(
+      {
+        handle: (body) => this.onBody(body),
+        blocked: () => this.outputBlocked(),
+        fatal: (err) => this.fail(EdgeechoError.from(err), 'bad_frame'),
+        pause: () => socket.pause(),
+        resume: () => {
+          if (!this.closing) socket.resume();
+        },
+      },
+      shared.scheduler,
+    );
   }
 
   /** Sends the greeting and starts reading. */
@@ -121,6 +144,7 @@ export class Connection implements CoreControl {
     socket.on('data', this.onDataBound);
     socket.on('error', (err: NodeJS.ErrnoException) => this.log.debug({ err: err.code ?? err.message }, 'socket error'));
     socket.on('close', () => this.onClose());
+    this.shared.stats.framesOut++;
     this.writer.sendBody(this.shared.greetingBody);
     const clock = this.shared.clock;
     this.handshakeTimer = clock.setTimer(() => this.onHandshakeTimeout(), this.shared.limits.handshakeTimeoutMs);
@@ -174,10 +198,14 @@ export class Connection implements CoreControl {
           accepted = await authenticate(args.token, this.peer);
         } catch (err) {
           // the hook refused outright (e.g. too many failures from this peer): answer, then close
+          this.shared.stats.authFailures++;
           this.close();
           throw err;
         }
-        if (!accepted) throw new EdgeechoError('UNAUTHENTICATED', 'the token in hello was refused', { auth: ['token'] });
+        if (!accepted) {
+          this.shared.stats.authFailures++;
+          throw new EdgeechoError('UNAUTHENTICATED', 'the token in hello was refused', { auth: ['token'] });
+        }
       } finally {
         this.helloPending = false;
       }
@@ -251,7 +279,9 @@ export class Connection implements CoreControl {
     clock.clearTimer(this.handshakeTimer);
     clock.clearTimer(this.idleTimer);
     clock.clearTimer(this.graceTimer);
-    this.handshakeTimer = this.idleTimer = this.graceTimer = null;
+    clock.clearTimer(this.stallTimer);
+    this.handshakeTimer = this.idleTimer = this.graceTimer = this.stallTimer = null;
+    this.pump.stop();
     for (const entry of this.inflight.values()) {
       if (!entry.detached) entry.abort(new EdgeechoError('CANCELLED', 'the connection closed before the request finished'));
     }
@@ -264,6 +294,7 @@ export class Connection implements CoreControl {
   private stopReading(): void {
     this.socket.removeListener('data', this.onDataBound);
     this.socket.pause();
+    this.pump.stop();
   }
 
   // ---- timers ----
@@ -272,7 +303,7 @@ export class Connection implements CoreControl {
     this.handshakeTimer = null;
     if (this.authenticated || this.closing) return;
     const ms = this.shared.limits.handshakeTimeoutMs;
-    this.fail(new EdgeechoError('TIMEOUT', `hello did not succeed within ${ms} ms of connecting (EDGEECHO_HANDSHAKE_TIMEOUT_MS)`, { limit_ms: ms }));
+    this.fail(new EdgeechoError('TIMEOUT', `hello did not succeed within ${ms} ms of connecting (EDGEECHO_HANDSHAKE_TIMEOUT_MS)`, { limit_ms: ms }), 'handshake_timeout');
   }
 
   /** One timer per connection, re-armed from the last activity instead of reset on every frame. */
@@ -290,11 +321,13 @@ export class Connection implements CoreControl {
       new EdgeechoError('TIMEOUT', `no frame for ${quiet} ms with nothing in flight; idle limit is ${limit} ms (EDGEECHO_IDLE_TIMEOUT_MS); send ping to keep a connection open`, {
         limit_ms: limit,
       }),
+      'idle_timeout',
     );
   }
 
   /** An error frame with id null, then close: the connection cannot go on. */
-  private fail(error: EdgeechoError): void {
+  private fail(error: EdgeechoError, reason: DisconnectReason): void {
+    this.shared.stats.disconnects[reason]++;
     this.log.debug({ code: error.code }, error.message);
     this.sendError(null, error);
     this.close();
@@ -304,77 +337,76 @@ export class Connection implements CoreControl {
 
   private onData(chunk: Buffer): void {
     this.lastActivity = this.shared.clock.now();
-    try {
-      this.splitter.forEachFrame(chunk, this.onBodyBound);
-    } catch (err) {
-      // a bad length: the byte stream cannot be resynchronised
-      this.fail(EdgeechoError.from(err));
-    }
+    // a bad length throws from the splitter: the stream cannot be resynchronised, but the frames before it are
+    // still answered, then the pump hands the error to fail()
+    this.pump.feed(chunk, this.splitBound);
   }
 
-  private onBody(body: Buffer): void {
-    if (this.closing) return;
+  /** One frame body from the read pump. A request that needs an in-flight slot when none is free is held. */
+  private onBody(body: Buffer): Handled {
+    if (this.closing) return 'done';
     let value: unknown;
     try {
       value = unpackValue(body);
     } catch (err) {
+      this.shared.stats.framesIn++;
       const reason = err instanceof Error ? err.message : String(err);
       this.sendError(null, new EdgeechoError('BAD_FRAME', `frame body of ${body.length} bytes is not valid msgpack: ${reason}`, { length: body.length }));
-      return;
+      return 'done';
     }
     const parsed = parseRequest(value);
     if (!parsed.ok) {
+      this.shared.stats.framesIn++;
       this.sendError(parsed.id, parsed.error);
-      return;
+      return 'done';
     }
-    this.dispatch(parsed.request);
+    const outcome = this.dispatch(parsed.request);
+    if (outcome !== 'hold') this.shared.stats.framesIn++;
+    return outcome;
   }
 
-  private dispatch(request: Request): void {
+  private dispatch(request: Request): Handled {
     const { id, op } = request;
     if (this.inflight.has(id)) {
       this.sendError(id, new EdgeechoError('CONFLICT', `request id ${JSON.stringify(id)} is already in flight on this connection; ids must be unique among requests in flight`, { id, duplicate: true }));
-      return;
+      return 'done';
     }
     if (this.shared.shuttingDown && op !== 'cancel') {
       this.sendError(id, new EdgeechoError('SHUTTING_DOWN', `the daemon is shutting down and takes no new requests (op ${op})`, { op }));
-      return;
+      return 'done';
     }
     if (op === 'ping') {
       // the keepalive and benchmark path: answered inline, no table entry, no promise
-      if (request.args && Object.keys(request.args).length > 0) {
-        this.runCheckedArgs(request, CORE.get('ping')!);
-        return;
-      }
+      if (request.args && Object.keys(request.args).length > 0) return this.runCheckedArgs(request, CORE.get('ping')!);
       this.sendPingResult(id);
-      return;
+      return 'done';
     }
     const def = CORE.get(op) ?? this.shared.registry.get(op);
     if (!this.authenticated && !def?.beforeHello) {
       this.sendError(id, new EdgeechoError('UNAUTHENTICATED', `op ${op} needs a successful hello first; before it only hello and ping run`, { op }));
-      return;
+      return 'done';
     }
     if (!def) {
       this.sendError(id, new EdgeechoError('UNKNOWN_OP', `no op named ${JSON.stringify(op)}; known ops: ${[...new Set([...CORE.keys(), ...this.shared.registry.names()])].sort().join(', ')}`, { op }));
-      return;
+      return 'done';
     }
-    this.runCheckedArgs(request, def);
+    return this.runCheckedArgs(request, def);
   }
 
-  private runCheckedArgs(request: Request, def: OpDefinition<any>): void {
+  private runCheckedArgs(request: Request, def: OpDefinition<any>): Handled {
     const { id } = request;
-    // cancel is how a client at the limit makes room; it settles within a microtask, so it cannot pile up
+    // At the limit the request waits unread until a slot frees (TCP backpressure); cancel is how a client at the
+    // limit makes room, and it settles within a microtask, so it runs at once.
     if (this.inflight.size >= this.shared.limits.maxInflight && def.name !== 'cancel') {
-      const limit = this.shared.limits.maxInflight;
-      this.sendError(id, new EdgeechoError('RESOURCE_EXHAUSTED', `${limit} requests already in flight on this connection; limit is ${limit} (EDGEECHO_MAX_INFLIGHT)`, { limit }));
-      return;
+      this.shared.stats.readPauses++;
+      return 'hold';
     }
     let args: unknown;
     try {
       args = validateArgs(def.args, request.args, def.allowExtraArgs);
     } catch (err) {
       this.sendError(id, EdgeechoError.from(err));
-      return;
+      return 'done';
     }
     const entry = new InflightRequest(this, id, def.name, def.detached === true);
     this.inflight.set(id, entry);
@@ -388,6 +420,7 @@ export class Connection implements CoreControl {
       (data) => this.finish(entry, false, data),
       (err: unknown) => this.finish(entry, true, err),
     );
+    return 'async';
   }
 
   /** Sends the one terminal frame of a request and frees its id. */
@@ -414,6 +447,7 @@ export class Connection implements CoreControl {
       entry.log.error({ err }, 'terminal frame cannot be encoded');
       this.sendError(entry.id, new EdgeechoError('INTERNAL', `the answer to request ${JSON.stringify(entry.id)} cannot be encoded as msgpack: ${reason}`));
     }
+    if (this.inflight.size === this.shared.limits.maxInflight - 1) this.pump.kick();
     if (this.inflight.size === 0 && this.emptyWaiters.length > 0) {
       const waiters = this.emptyWaiters;
       this.emptyWaiters = [];
@@ -435,6 +469,7 @@ export class Connection implements CoreControl {
       pingCache.data = packValue(pingResult(now));
     }
     const idBytes = typeof id === 'number' && id < 128 ? SMALL_INTS[id]! : packValue(id);
+    this.shared.stats.framesOut++;
     if (!this.writer.sendBodyParts([PING_PREFIX, idBytes, PING_MIDDLE, pingCache.data])) this.onBlocked();
   }
 
@@ -445,29 +480,49 @@ export class Connection implements CoreControl {
   send(frame: Record<string, unknown>): void {
     // after end() or destroy() nothing more may be written
     if (!this.socket.writable) return;
+    this.shared.stats.framesOut++;
     if (this.writer.send(frame)) return;
     this.onBlocked();
   }
 
-  /**
-   * The socket refused a write. Stop reading requests until it drains (a pipelining client is slowed down, not
-   * buffered for), and drop a client whose unsent backlog passes maxWriteBuffer: it stopped reading.
-   */
+  /** The socket refused a write: a client whose unsent backlog passes maxWriteBuffer stopped reading. */
   private onBlocked(): void {
     const buffered = this.writer.bufferedBytes;
     const limit = this.shared.limits.maxWriteBuffer;
-    if (buffered > limit) {
-      this.log.warn({ buffered, limit }, 'client stopped reading: unsent bytes exceed EDGEECHO_MAX_WRITE_BUFFER, disconnecting');
-      this.destroy();
-      return;
-    }
-    if (this.readPaused || this.closing) return;
-    this.readPaused = true;
-    this.socket.pause();
+    if (buffered <= limit) return;
+    this.shared.stats.disconnects.write_buffer++;
+    this.log.warn({ buffered, limit }, 'client stopped reading: unsent bytes exceed EDGEECHO_MAX_WRITE_BUFFER, disconnecting');
+    this.destroy();
+  }
+
+  /**
+   * The read pump asks before each frame: while the socket holds output it refused, nothing more is read (a
+   * pipelining client is slowed down, not buffered for). Output that does not drain within the stall timeout
+   * means the client stopped reading: it is disconnected.
+   */
+  private outputBlocked(): boolean {
+    if (this.writer.writable) return false;
+    if (this.drainWait) return true;
+    this.drainWait = true;
+    this.shared.stats.readPauses++;
+    const clock = this.shared.clock;
+    this.stallTimer = clock.setTimer(() => this.onStall(), this.shared.limits.stallTimeoutMs);
     void this.writer.drained().then(() => {
-      this.readPaused = false;
-      if (!this.closing) this.socket.resume();
+      this.drainWait = false;
+      clock.clearTimer(this.stallTimer);
+      this.stallTimer = null;
+      this.pump.kick();
     });
+    return true;
+  }
+
+  private onStall(): void {
+    this.stallTimer = null;
+    if (!this.drainWait || this.closedFlag) return;
+    const limit = this.shared.limits.stallTimeoutMs;
+    this.shared.stats.disconnects.stalled++;
+    this.log.warn({ buffered: this.writer.bufferedBytes, limit_ms: limit }, 'client stopped reading: output not drained within EDGEECHO_STALL_TIMEOUT_MS, disconnecting');
+    this.destroy();
   }
 }
 

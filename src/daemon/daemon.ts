@@ -12,6 +12,8 @@ import { CLOSE_GRACE_MS, Connection, systemClock, type Authenticate, type Clock,
 import type { ListenAddress, Listener, Peer } from './listen.js';
 import { listenersFromConfig } from './listeners-from-config.js';
 import { registerCoreOps } from './core-ops.js';
+import { DaemonStats } from './daemon-stats.js';
+import { TurnScheduler } from './turn-scheduler.js';
 import type { OpRegistry } from '../ops/contract.js';
 
 export type DaemonConfig = Pick<
@@ -28,6 +30,7 @@ export type DaemonConfig = Pick<
   | 'maxInflight'
   | 'maxConnections'
   | 'maxWriteBuffer'
+  | 'stallTimeoutMs'
   | 'shutdownTimeoutMs'
 >;
 
@@ -55,6 +58,8 @@ export interface ListenResult {
 
 export class Daemon {
   readonly log: Logger;
+  /** Counters for the metrics module; read, never reset. */
+  readonly stats = new DaemonStats();
   private readonly config: DaemonConfig;
   private readonly shared: ConnectionShared;
   private readonly listeners: Listener[];
@@ -87,7 +92,10 @@ export class Daemon {
         idleTimeoutMs: config.idleTimeoutMs,
         maxInflight: config.maxInflight,
         maxWriteBuffer: config.maxWriteBuffer,
+        stallTimeoutMs: config.stallTimeoutMs,
       },
+      stats: this.stats,
+      scheduler: new TurnScheduler(),
       registry: registerCoreOps(options.registry),
       version: PACKAGE_VERSION,
       ...(options.instance ? { instance: options.instance } : {}),
@@ -182,7 +190,8 @@ export class Daemon {
     this.log.info('shut down');
   }
 
-  private inflightCount(): number {
+  /** Requests in flight on every connection, closed ones whose detached ops still run included. */
+  inflightCount(): number {
     let n = 0;
     for (const c of this.open) n += c.inflightCount;
     for (const c of this.draining) n += c.inflightCount;
@@ -199,6 +208,7 @@ export class Daemon {
       this.refuse(socket, peer);
       return;
     }
+    this.stats.connectionsAccepted++;
     const id = `c${(++this.nextConn).toString(36)}`;
     const conn = new Connection(id, socket, peer, this.shared, this.log.child({ conn: id, peer: peer.label }), (c) => this.gone(c));
     this.open.add(conn);
@@ -208,6 +218,7 @@ export class Daemon {
   /** Over max connections: one error frame instead of the greeting, then close. */
   private refuse(socket: Socket, peer: Peer): void {
     const limit = this.config.maxConnections;
+    this.stats.connectionsRefused++;
     this.log.warn({ peer: peer.label, limit }, 'connection refused: max connections reached');
     const error = new EdgeechoError('RESOURCE_EXHAUSTED', `${limit} connections are open; limit is ${limit} (EDGEECHO_MAX_CONNECTIONS)`, { limit });
     this.rejected.add(socket);
@@ -237,6 +248,7 @@ function checkLimits(config: DaemonConfig): void {
     ['maxInflight', 'EDGEECHO_MAX_INFLIGHT'],
     ['maxConnections', 'EDGEECHO_MAX_CONNECTIONS'],
     ['maxWriteBuffer', 'EDGEECHO_MAX_WRITE_BUFFER'],
+    ['stallTimeoutMs', 'EDGEECHO_STALL_TIMEOUT_MS'],
   ];
   for (const [key, env] of positive) {
     const v = config[key];

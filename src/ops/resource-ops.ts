@@ -6,6 +6,7 @@
  */
 import type { OpDefinition } from './contract.js';
 import type { Admission, AdmissionState } from '../resources/admission.js';
+import type { PoolModeView } from '../sessions/pool.js';
 import type { EngineSnapshot, HostSnapshot, ResourceSnapshot, ResourceTracker, SessionUsage } from '../resources/tracker.js';
 
 export interface ResourceOpsDeps {
@@ -13,6 +14,8 @@ export interface ResourceOpsDeps {
   admission?: Pick<Admission, 'state'>;
   /** This daemon's instance id: the engine counts are split by it. */
   instance?: string;
+  /** The warm pools: answered as `pool` (sizes, parked, refilling, hits, misses) when any is configured. */
+  pool?: { view(): Record<string, PoolModeView>; has(id: string): boolean };
 }
 
 export interface HostWire {
@@ -53,6 +56,7 @@ export interface ResourcesResult {
   engine: EngineWire;
   sessions: SessionUsageWire[];
   admission?: AdmissionWire;
+  pool?: Record<string, PoolModeView>;
 }
 
 function hostWire(h: HostSnapshot): HostWire {
@@ -111,7 +115,12 @@ export function resourceOps(deps: ResourceOpsDeps): OpDefinition[] {
     args: { fresh: { type: 'boolean' } },
     async handler(args): Promise<ResourcesResult> {
       const snapshot = args.fresh ? await deps.tracker.sampleFresh() : (deps.tracker.latest() ?? (await deps.tracker.sample()));
-      return resourcesWire(snapshot, deps.admission?.state(), deps.instance);
+      const out = resourcesWire(snapshot, deps.admission?.state(), deps.instance);
+      // Parked sessions are counted under `pool`, not listed as sessions: clients never see their ids.
+      if (deps.pool) out.sessions = out.sessions.filter((s) => !deps.pool!.has(s.session));
+      const pool = deps.pool?.view();
+      if (pool && Object.values(pool).some((p) => p.size > 0 || p.parked > 0)) out.pool = pool;
+      return out;
     },
   };
   return [resources as OpDefinition];

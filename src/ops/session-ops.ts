@@ -13,7 +13,13 @@ import { sessionUsageWire } from './resource-ops.js';
 import { sessionView } from './session-view.js';
 
 export const DEFAULT_LIST_LIMIT = 100;
-export const MAX_LIST_LIMIT = 10_000;
+/**
+ * The largest page: what one session.list may cost (rows read, views encoded, bytes queued for the client) is
+ * bounded by this, so a flood of lists cannot make the daemon serialize its whole history per request.
+ */
+export const MAX_LIST_LIMIT = 500;
+/** `next`/`before`: the last view's created_at and id, the keyset position of the list order. */
+const CURSOR_PATTERN = /^(\d{1,15})-([a-z2-7]{10})$/;
 
 export interface SessionOpsDeps {
   lifecycle: Pick<SessionLifecycle, 'create' | 'stop' | 'watch' | 'get'>;
@@ -66,16 +72,26 @@ export function sessionOps(deps: SessionOpsDeps): OpDefinition<any>[] {
     },
   };
 
-  const list: OpDefinition<{ state?: SessionState; limit?: number }> = {
+  const list: OpDefinition<{ state?: SessionState; limit?: number; before?: string }> = {
     name: 'session.list',
-    summary: 'session records, newest first, optionally of one state',
+    summary: `session records, newest first, optionally of one state; pages of at most ${MAX_LIST_LIMIT}, the next one from \`before: next\``,
     args: {
       state: { type: 'enum', values: ['creating', 'ready', 'stopping', 'completed', 'failed', 'stopped'] },
       limit: { type: 'int', min: 1, max: MAX_LIST_LIMIT },
+      before: { type: 'string', pattern: CURSOR_PATTERN },
     },
     handler: async (args) => {
-      const records = deps.store.list({ ...(args.state ? { states: [args.state] } : {}), limit: args.limit ?? DEFAULT_LIST_LIMIT });
-      return { sessions: records.map(sessionView) };
+      const limit = args.limit ?? DEFAULT_LIST_LIMIT;
+      const cursor = args.before === undefined ? undefined : CURSOR_PATTERN.exec(args.before)!;
+      // one row past the page tells whether there is a next page without a COUNT
+      const records = deps.store.list({
+        ...(args.state ? { states: [args.state] } : {}),
+        ...(cursor ? { after: { createdAt: Number(cursor[1]), id: cursor[2]! } } : {}),
+        limit: limit + 1,
+      });
+      const page = records.slice(0, limit);
+      const last = page.at(-1);
+      return { sessions: page.map(sessionView), next: records.length > limit && last ? `${last.createdAt}-${last.id}` : null };
     },
   };
 

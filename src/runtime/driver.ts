@@ -49,6 +49,8 @@ export interface ContainerSpec {
   listen?: { port: number; env: string };
   /** The upstream the role connects to, by alias, and the env vars carrying its address (rewritten likewise). */
   upstream?: { alias: string; hostEnv: string; portEnv: string };
+  /** Keeps the container's stdin open for `unpark` (a parked emulator, emulators/CONTRACT.md "Parking"). */
+  openStdin?: boolean;
 }
 
 export interface ContainerRef {
@@ -74,6 +76,8 @@ export interface ContainerState {
   created?: string;
   /** Host address of the published port, when one was asked for and the container runs. */
   published?: { host: string; port: number };
+  /** Its address on its session network, when the runtime tells (inspect only). */
+  address?: string;
 }
 
 /** The emulator's ready line, parsed (one JSON object), or what the port check learned. */
@@ -128,8 +132,16 @@ export interface RuntimeDriver {
   removeNetwork(id: string): Promise<void>;
   createContainer(spec: ContainerSpec, signal?: AbortSignal): Promise<ContainerRef>;
   startContainer(id: string, signal?: AbortSignal): Promise<void>;
-  /** Resolves with the ready line once the container accepts connections; rejects if it exits first. */
-  waitReady(id: string, options: { timeoutMs: number; signal?: AbortSignal }): Promise<ReadyInfo>;
+  /**
+   * Resolves with the ready line once the container accepts connections; rejects if it exits first. With
+   * `parked`, a parked line resolves too (its `event` says which came: an image that cannot park prints ready).
+   */
+  waitReady(id: string, options: { timeoutMs: number; signal?: AbortSignal; parked?: boolean }): Promise<ReadyInfo>;
+  /**
+   * Hands a parked container its session parameters (one JSON line on its stdin) and resolves with the ready line
+   * it then prints. Absent: this runtime cannot park, and warm pools stay off.
+   */
+  unpark?(id: string, parameters: Record<string, string>, options: { timeoutMs: number; signal?: AbortSignal }): Promise<ReadyInfo>;
   /** Graceful stop (SIGTERM, then SIGKILL after timeoutS). A container already stopped is not an error. */
   stopContainer(id: string, timeoutS: number): Promise<void>;
   /** Force-removes; a container already gone is not an error. */

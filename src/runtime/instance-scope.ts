@@ -63,12 +63,15 @@ export function partition(all: ManagedObjects, scope: InstanceScopeOptions): Req
 
 export class InstanceScope implements RuntimeDriver {
   readonly instance: string;
+  /** Present exactly when the wrapped runtime can unpark (warm pools check for it). */
+  readonly unpark?: RuntimeDriver['unpark'];
 
   constructor(
     private readonly inner: RuntimeDriver,
     private readonly scope: InstanceScopeOptions,
   ) {
     this.instance = scope.instance;
+    if (inner.unpark) this.unpark = (id, parameters, options) => inner.unpark!(id, parameters, options);
   }
 
   get name(): string {
@@ -103,7 +106,7 @@ export class InstanceScope implements RuntimeDriver {
   startContainer(id: string, signal?: AbortSignal): Promise<void> {
     return this.inner.startContainer(id, signal);
   }
-  waitReady(id: string, options: { timeoutMs: number; signal?: AbortSignal }): Promise<ReadyInfo> {
+  waitReady(id: string, options: { timeoutMs: number; signal?: AbortSignal; parked?: boolean }): Promise<ReadyInfo> {
     return this.inner.waitReady(id, options);
   }
   stopContainer(id: string, timeoutS: number): Promise<void> {

@@ -9,9 +9,13 @@ import { EdgeechoError } from '../../protocol/errors.js';
 import type { ContainerState, Role, RuntimeDriver } from '../runtime/driver.js';
 import type { StepStatus } from '../workflow/engine.js';
 import { rolesOf, type SessionMode, type SessionSpec } from '../workflow/session-spec.js';
+import { runClaimWorkflow } from '../workflow/parking-workflows.js';
 import { runSessionWorkflow, type SessionCreated, type SessionWorkflowConfig, type SessionWorkflowDeps } from '../workflow/session-workflows.js';
 import type { SessionBus } from './events.js';
 import { outcomeOf, STOPPED_WHILE_CREATING, type Finisher, type FinishRequest, type Outcome } from './outcome.js';
+import type { ParkedEntry, ParkedStore } from './parked-store.js';
+import { Parking } from './parking.js';
+import type { SessionPool } from './pool.js';
 import { newSessionId } from './session-id.js';
 import { tearDown, type TeardownDeps } from './teardown.js';
 import { TERMINAL_STATES, type SessionRecord, type SessionStore } from './types.js';
@@ -30,6 +34,8 @@ export interface LifecycleDeps {
   /** Extra labels on every runtime object (EDGEECHO_OBJECT_LABELS; tests mark theirs). */
   labels?: Record<string, string>;
   startOrder?: SessionWorkflowDeps['startOrder'];
+  /** The warm pools' records; absent: no parking (every create is cold). */
+  parked?: ParkedStore;
 }
 
 export interface CreateRequest {
@@ -67,10 +73,19 @@ export class SessionLifecycle implements Finisher {
   private readonly creating = new Map<string, CreateInFlight>();
   private readonly finishes = new Map<string, Promise<SessionRecord>>();
   private readonly teardown: TeardownDeps;
+  /** Parked sessions' lives (park, discard, claim's records, adoption): owned here, driven by the pool. */
+  readonly parking: Parking | null;
+  private pool: SessionPool | null = null;
 
   constructor(private readonly deps: LifecycleDeps) {
     const { driver, store, bus, log, config, admission } = deps;
     this.teardown = { driver, store, bus, log, config, release: (session) => admission.release(session) };
+    this.parking = deps.parked ? new Parking({ driver, store, parked: deps.parked, admission, config, log, ...(deps.labels ? { labels: deps.labels } : {}) }) : null;
+  }
+
+  /** Creates take parked sessions from this pool when it has one of their mode. */
+  usePool(pool: SessionPool): void {
+    this.pool = pool;
   }
 
   /** The record, or NOT_FOUND. */
@@ -89,9 +104,11 @@ export class SessionLifecycle implements Finisher {
     const { store, config, admission } = this.deps;
     const began = performance.now();
     const elapsed = (): number => Math.round(performance.now() - began);
+    // Taken before the first frame, so the session's id is the parked one its objects are named for.
+    const parked = this.parking ? (this.pool?.take(request.mode) ?? null) : null;
     // The default must not exceed a lowered EDGEECHO_MAX_PAYLOAD_BYTES, or omitting the arg would ask for more than asking may.
     const spec: SessionSpec = {
-      id: newSessionId(),
+      id: parked?.id ?? newSessionId(),
       mode: request.mode,
       count: request.count,
       payloadBytes: request.payloadBytes ?? Math.min(DEFAULT_PAYLOAD_BYTES, config.maxPayloadBytes),
@@ -99,8 +116,11 @@ export class SessionLifecycle implements Finisher {
     };
     const { id } = spec;
     const log = (options.log ?? this.deps.log).child({ session: id });
-    this.publish(store.create(spec));
-    options.status({ session: id, step: 'session', state: 'started', elapsed_ms: 0, details: { mode: spec.mode, roles: rolesOf(spec.mode) } });
+    if (parked) this.claimRecords(parked, spec);
+    else store.create(spec);
+    this.publish(store.get(id)!);
+    const pool = parked ? 'hit' : this.pool?.enabled(spec.mode) ? 'miss' : 'off';
+    options.status({ session: id, step: 'session', state: 'started', elapsed_ms: 0, details: { mode: spec.mode, roles: rolesOf(spec.mode), pool } });
 
     let settle = (): void => {};
     const entry: CreateInFlight = { abort: new AbortController(), outcome: null, settled: new Promise((resolve) => (settle = resolve)) };
@@ -128,19 +148,22 @@ export class SessionLifecycle implements Finisher {
     try {
       let created: SessionCreated;
       try {
-        created = await runSessionWorkflow(
-          spec,
-          {
-            driver: this.deps.driver,
-            config,
-            capacity: { reserve: async (session, roles) => void (await admission.admit(session, roles)), release: (session) => admission.release(session) },
-            ...(this.deps.labels ? { labels: this.deps.labels } : {}),
-            ...(this.deps.startOrder ? { startOrder: this.deps.startOrder } : {}),
-            onNetwork: (network) => store.update(id, { network }),
-            onContainer: (c) => store.putContainer(id, { id: c.id, name: c.name, role: c.role, startedAt: null, finishedAt: null, exitCode: null, stats: null }),
-          },
-          { signal, onStatus },
-        );
+        const capacity = { reserve: (session: string, roles: readonly Role[]) => this.reserve(session, roles), release: (session: string) => admission.release(session) };
+        created = parked
+          ? await runClaimWorkflow(spec, Parking.objectsOf(parked), { driver: this.deps.driver, config, capacity, parkedMs: Date.now() - parked.createdAt }, { signal, onStatus })
+          : await runSessionWorkflow(
+              spec,
+              {
+                driver: this.deps.driver,
+                config,
+                capacity,
+                ...(this.deps.labels ? { labels: this.deps.labels } : {}),
+                ...(this.deps.startOrder ? { startOrder: this.deps.startOrder } : {}),
+                onNetwork: (network) => store.update(id, { network }),
+                onContainer: (c) => store.putContainer(id, { id: c.id, name: c.name, role: c.role, startedAt: null, finishedAt: null, exitCode: null, stats: null }),
+              },
+              { signal, onStatus },
+            );
       } catch (err) {
         // Rolled back by the workflow; what is recorded is the canceller's outcome (stop, TTL) or the workflow's error.
         const failure = EdgeechoError.from(err);
@@ -170,7 +193,31 @@ export class SessionLifecycle implements Finisher {
       return result;
     } finally {
       this.creating.delete(id);
+      if (parked) this.pool?.claimEnded();
       settle();
+    }
+  }
+
+  private claimRecords(parked: ParkedEntry, spec: SessionSpec): void {
+    try {
+      this.parking!.claimRecords(parked, spec);
+    } catch (err) {
+      // Taken from the pool but not recorded as a session: it must not stay parked unowned.
+      this.pool?.claimEnded();
+      void this.parking!.discard(parked.id, 'claim could not be recorded').catch(() => undefined);
+      throw err;
+    }
+  }
+
+  /** Admits a cold create; when refused for room the pool gives up parked sessions first (they yield to sessions). */
+  private async reserve(session: string, roles: readonly Role[]): Promise<void> {
+    for (;;) {
+      try {
+        await this.deps.admission.admit(session, roles);
+        return;
+      } catch (err) {
+        if (!(err instanceof EdgeechoError && err.code === 'RESOURCE_EXHAUSTED') || !(await this.pool?.evictForRoom())) throw err;
+      }
     }
   }
 

@@ -8,6 +8,7 @@ import type { Logger } from 'pino';
 import type { RuntimeDriver, RuntimeEvent } from '../runtime/driver.js';
 import type { SessionBus } from './events.js';
 import type { Finisher } from './outcome.js';
+import type { ParkedView } from './parked-store.js';
 import type { SessionRecord, SessionStore } from './types.js';
 
 export const DEFAULT_BACKOFF_INITIAL_MS = 100;
@@ -34,6 +35,8 @@ export interface ReaperOptions {
   log: Logger;
   /** Session updates: a session turning ready is checked again if its containers were seen exiting during create. */
   bus?: Pick<SessionBus, 'subscribe'>;
+  /** Parked sessions (warm pools): their exits go to the pool, not to finish. */
+  parked?: ParkedView;
   backoff?: { initialMs: number; maxMs: number };
   /** Resolves after ms, or early when the signal aborts. */
   sleep?: (ms: number, signal: AbortSignal) => Promise<void>;
@@ -212,6 +215,10 @@ export class Reaper {
     this.stats.events++;
     if (this.stats.lastEventNano === null || event.timeNano > this.stats.lastEventNano) this.stats.lastEventNano = event.timeNano;
     if (event.type !== 'container' || !event.session || !EXIT_ACTIONS.has(event.action)) return;
+    if (this.options.parked?.has(event.session)) {
+      if (event.action !== 'oom') this.options.parked.exited(event.session, `parked container ${event.id.slice(0, 12)} ${event.action === 'destroy' ? 'was removed' : 'exited'}`);
+      return;
+    }
     if (event.action !== 'oom') {
       let set = this.exited.get(event.session);
       if (!set) this.exited.set(event.session, (set = new Set()));

@@ -9,6 +9,8 @@ import type { ContainerState, ManagedObjects, RuntimeDriver } from '../runtime/d
 import { rolesOf } from '../workflow/session-spec.js';
 import type { SessionLifecycle } from './lifecycle.js';
 import type { Finisher } from './outcome.js';
+import type { ParkedView } from './parked-store.js';
+import type { ParkedReconcileReport } from './parking.js';
 import { ObjectAges, removeUnclaimed, type CleanupReport, type SweepSettings } from './sweep.js';
 import { LIVE_STATES, type SessionRecord, type SessionStore } from './types.js';
 
@@ -21,6 +23,8 @@ export interface ReconcileOptions {
   /** Shared with the sweep, so ages counted here carry on there. */
   ages?: ObjectAges;
   now?: () => number;
+  /** The warm pools: parked sessions are adopted when whole, else cleaned, and their objects are not orphans. */
+  parked?: Pick<ParkedView, 'has'> & { adopt(managed: ManagedObjects): Promise<ParkedReconcileReport>; anyStillParked(containerIds: readonly string[]): Promise<boolean> };
 }
 
 export interface ReconcileReport {
@@ -32,13 +36,15 @@ export interface ReconcileReport {
   vanished: string[];
   rolledBack: string[];
   removed: CleanupReport;
+  /** Parked sessions adopted into the pools, and those cleaned (cut off while parking, broken, surplus). */
+  parked: { adopted: number; discarded: number };
 }
 
 export async function reconcile(options: ReconcileOptions): Promise<ReconcileReport> {
   const { driver, store, lifecycle, log } = options;
   const now = options.now ?? Date.now;
   const ages = options.ages ?? new ObjectAges();
-  const report: ReconcileReport = { adopted: [], finished: [], stopped: [], vanished: [], rolledBack: [], removed: { containers: [], networks: [] } };
+  const report: ReconcileReport = { adopted: [], finished: [], stopped: [], vanished: [], rolledBack: [], removed: { containers: [], networks: [] }, parked: { adopted: 0, discarded: 0 } };
 
   const managed = await driver.listManaged();
   const containersOf = groupBy(managed.containers, (c) => c.session);
@@ -48,7 +54,7 @@ export async function reconcile(options: ReconcileOptions): Promise<ReconcileRep
     const log1 = log.child({ session: record.id });
     try {
       if (record.state === 'creating') {
-        if (completeSet(record, containers)) {
+        if (completeSet(record, containers) && !(await options.parked?.anyStillParked(containers.map((c) => c.id)))) {
           lifecycle.adopt(record, containers, 'adopted after restart: every container was running');
           report.adopted.push(record.id);
         } else {
@@ -76,11 +82,16 @@ export async function reconcile(options: ReconcileOptions): Promise<ReconcileRep
     }
   }
 
+  if (options.parked) {
+    const parked = await options.parked.adopt(managed);
+    report.parked = { adopted: parked.adopted.length, discarded: parked.discarded.length };
+  }
   // Re-listed: the rollbacks and finishes above removed objects, which must not be counted as orphans again.
   const after: ManagedObjects = await driver.listManaged().catch(() => managed);
-  report.removed = await removeUnclaimed({ driver, store, finisher: lifecycle, settings: options.settings, ages, log }, after, now());
+  const parked = options.parked;
+  report.removed = await removeUnclaimed({ driver, store, finisher: lifecycle, settings: options.settings, ages, log, ...(parked ? { parked } : {}) }, after, now());
   log.info(
-    { adopted: report.adopted.length, finished: report.finished.length, stopped: report.stopped.length, vanished: report.vanished.length, rolledBack: report.rolledBack.length, removed: report.removed },
+    { adopted: report.adopted.length, finished: report.finished.length, stopped: report.stopped.length, vanished: report.vanished.length, rolledBack: report.rolledBack.length, removed: report.removed, parked: report.parked },
     'reconciled sessions with the runtime',
   );
   return report;

@@ -68,6 +68,25 @@ export const MIGRATIONS: readonly Migration[] = [
       db.exec(`CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT;`);
     },
   },
+  {
+    version: 3,
+    summary: 'parked sessions of the warm pools',
+    up(db) {
+      // A row exists from before the first object of a parked session is made until its last is removed or it is
+      // claimed (then the same transaction creates the session record), so nothing parked is ever unrecorded.
+      db.exec(`
+        CREATE TABLE parked (
+          id         TEXT PRIMARY KEY,
+          mode       TEXT NOT NULL,
+          state      TEXT NOT NULL,
+          created_at INTEGER NOT NULL,
+          network    TEXT,
+          containers TEXT NOT NULL DEFAULT '[]',
+          location   TEXT
+        ) STRICT;
+      `);
+    },
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;

@@ -83,6 +83,17 @@ return {
        ORDER BY created_at DESC, id
        LIMIT @limit`,
     ),
+    // The page after a cursor: created_at <= the cursor's is an index range (not inside an OR), so a page costs its
+    // own rows, not the rows before it.
+    listAfter: db.prepare<{ states: string | null; since: number | null; until: number | null; after_at: number; after_id: string; limit: number }, SessionRow>(
+      `SELECT * FROM sessions
+       WHERE created_at <= @after_at AND (created_at < @after_at OR id > @after_id)
+         AND (@states IS NULL OR state IN (SELECT value FROM json_each(@states)))
+         AND (@since IS NULL OR created_at >= @since)
+         AND (@until IS NULL OR created_at < @until)
+       ORDER BY created_at DESC, id
+       LIMIT @limit`,
+    ),
     containersOf: db.prepare<[string], ContainerRow>('SELECT * FROM containers WHERE session_id IN (SELECT value FROM json_each(?)) ORDER BY seq'),
     transitionsOf: db.prepare<[string], TransitionRow>(
       'SELECT session_id, state, at, reason FROM transitions WHERE session_id IN (SELECT value FROM json_each(?)) ORDER BY seq',
@@ -150,13 +161,14 @@ export class SqliteSessionStore implements SessionStore {
   }
 
   list(filter: SessionFilter = {}): SessionRecord[] {
-    const rows = this.stmt.list.all({
+    const params = {
       states: filter.states ? JSON.stringify(filter.states) : null,
       since: filter.since ?? null,
       until: filter.until ?? null,
       // SQLite reads a negative LIMIT as "no limit".
       limit: filter.limit ?? -1,
-    });
+    };
+    const rows = filter.after ? this.stmt.listAfter.all({ ...params, after_at: filter.after.createdAt, after_id: filter.after.id }) : this.stmt.list.all(params);
     return this.hydrate(rows);
   }
 

@@ -11,6 +11,7 @@ import type { Admission } from '../resources/admission.js';
 import type { ManagedObjects, RuntimeDriver } from '../runtime/driver.js';
 import { cronScheduler, type ScheduledJob, type Scheduler } from '../scheduler.js';
 import type { Finisher } from './outcome.js';
+import type { ParkedView } from './parked-store.js';
 import { LIVE_STATES, type SessionRecord, type SessionStore } from './types.js';
 
 export const DAY_MS = 86_400_000;
@@ -53,6 +54,8 @@ export interface CleanupDeps {
   settings: Pick<SweepSettings, 'orphanGraceS' | 'keepFailed' | 'sessionTtlS'>;
   ages: ObjectAges;
   log: Logger;
+  /** Parked sessions of the warm pools claim their objects like live records do. */
+  parked?: Pick<ParkedView, 'has'>;
 }
 
 export interface CleanupReport {
@@ -74,7 +77,7 @@ export async function removeUnclaimed(deps: CleanupDeps, managed: ManagedObjects
     if (!session) return false;
     let c = claimCache.get(session);
     if (c === undefined) {
-      c = deps.finisher.finishing(session) || claims(deps.store.get(session), deps.settings, now);
+      c = deps.finisher.finishing(session) || claims(deps.store.get(session), deps.settings, now) || deps.parked?.has(session) === true;
       claimCache.set(session, c);
     }
     return c;
@@ -121,6 +124,8 @@ export interface SweepOptions {
   admission?: Pick<Admission, 'retain'>;
   now?: () => number;
   scheduler?: Scheduler;
+  /** Parked sessions: they keep their reservations, and one with a container not running is handed to the pool. */
+  parked?: ParkedView & { entries(): Array<{ id: string; state: string; containers: Array<{ id: string }> }> };
 }
 
 export interface SweepReport {
@@ -173,7 +178,9 @@ export class Sweep {
     // Read before the listing: a session turning ready while the engine answers would otherwise be judged on a
     // listing taken before its containers started, and be finished (or failed as vanished) at birth.
     const live = store.list({ states: LIVE_STATES });
-    this.options.admission?.retain(new Set(live.map((r) => r.id)));
+    // Parked entries too: one parked after the listing would look as if its containers were not running.
+    const parkedEntries = this.options.parked?.entries() ?? [];
+    this.options.admission?.retain(new Set([...live.map((r) => r.id), ...(this.options.parked?.ids() ?? [])]));
     let managed: ManagedObjects | null = null;
     try {
       managed = await driver.listManaged();
@@ -203,8 +210,13 @@ export class Sweep {
           }
         }),
       );
+      for (const entry of parkedEntries) {
+        // Parked and missing a running container (its exit event was missed), or a row a failed discard left.
+        if (entry.state === 'parked' && !entry.containers.every((c) => running.has(c.id))) this.options.parked!.exited(entry.id, 'sweep found a parked container not running');
+      }
       // Listed before the finishes above: their objects are in flight or gone, so claims are judged now.
-      report.removed = await removeUnclaimed({ driver, store, finisher, settings, ages: this.ages, log }, managed, this.now());
+      const parked = this.options.parked;
+      report.removed = await removeUnclaimed({ driver, store, finisher, settings, ages: this.ages, log, ...(parked ? { parked } : {}) }, managed, this.now());
       this.ages.retain([...managed.containers.map((c) => c.id), ...managed.networks.map((n) => n.id)]);
     }
     report.pruned = store.prune(now - settings.retentionDays * DAY_MS);

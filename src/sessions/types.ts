@@ -55,6 +55,8 @@ export interface SessionFilter {
   since?: number;
   /** createdAt < until (ms) */
   until?: number;
+  /** Keyset cursor: only records after this one in list order (created_at descending, then id). */
+  after?: { createdAt: number; id: string };
   limit?: number;
 }
 

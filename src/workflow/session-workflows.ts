@@ -70,7 +70,7 @@ export const STEP = {
   location: 'location',
 } as const;
 
-function envFor(role: Role, session: SessionSpec, config: SessionWorkflowConfig): Record<string, string> {
+export function envFor(role: Role, session: SessionSpec, config: SessionWorkflowConfig): Record<string, string> {
   switch (role) {
     case 'probe':
       return {
@@ -105,11 +105,11 @@ function wiringOf(role: Role): Pick<ContainerSpec, 'listen' | 'upstream'> {
   }
 }
 
-function imageOf(role: Role, config: SessionWorkflowConfig): string {
+export function imageOf(role: Role, config: SessionWorkflowConfig): string {
   return role === 'probe' ? config.imageProbe : role === 'stream' ? config.imageStream : config.imageSegmentation;
 }
 
-function limitsOf(role: Role, config: SessionWorkflowConfig) {
+export function limitsOf(role: Role, config: SessionWorkflowConfig) {
   return role === 'probe' ? config.limitsProbe : role === 'stream' ? config.limitsStream : config.limitsSegmentation;
 }
 
@@ -204,7 +204,7 @@ export function sessionSteps(session: SessionSpec, deps: SessionWorkflowDeps): S
   return steps;
 }
 
-function readyDetails(role: Role, info: ReadyInfo): Record<string, unknown> {
+export function readyDetails(role: Role, info: ReadyInfo): Record<string, unknown> {
   if (role === 'probe') {
     const { event: _event, role: _role, ...probe } = info;
     return { probe };

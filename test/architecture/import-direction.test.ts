@@ -128,6 +128,8 @@ test('protocol/ and emulators/ stand alone: they import no src/ code; dockerode 
 const RANK: Record<string, number> = {
   'src/cli': 9,
   'src/compose': 8,
+  // observes the daemon's counters, registers an op, reads the session bus; built by compose
+  'src/metrics': 7.5,
   'src/daemon': 7,
   'src/client': 7,
   'src/ops': 6,
@@ -137,7 +139,7 @@ const RANK: Record<string, number> = {
   'src/runtime': 3,
 };
 
-test('every import between src/ folders points down the data path (cli > compose > daemon > ops > sessions > workflow, resources > runtime)', () => {
+test('every import between src/ folders points down the data path (cli > compose > metrics > daemon > ops > sessions > workflow, resources > runtime)', () => {
   const upward: string[] = [];
   for (const [from, targets] of folderEdges()) {
     for (const [to, example] of targets) {

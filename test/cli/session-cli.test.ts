@@ -127,7 +127,9 @@ test('session ls, get, stop and resources on a terminal read as tables', async (
   if (!SCRIPT) return;
   const ls = await runInTerminal(['session', 'ls', ...conn()]);
   assert.is(ls.code, 0, ls.stdout);
-  assert.match(stripAnsi(ls.stdout), /ID +MODE +STATE +COUNT +AGE +LOCATION\r?\ns-0001 +plain +ready +10 +\d+ s +127\.0\.0\.1:32768/);
+  assert.match(stripAnsi(ls.stdout), /ID +MODE +STATE +COUNT +AGE +LOCATION\r?\ns-0001 +plain +ready +10 +\d+ s +127\.0\.0\.1:32768\r?\nnext: page-2/);
+  const last = await runInTerminal(['session', 'ls', '--before', 'page-2', ...conn()]);
+  assert.match(stripAnsi(last.stdout), /no sessions\r?\n$/, 'the last page prints no cursor');
   const get = await runInTerminal(['session', 'get', SESSION.id, ...conn()]);
   assert.is(get.code, 0, get.stdout);
   assert.match(stripAnsi(get.stdout), /location  127\.0\.0\.1:32768/);

@@ -33,17 +33,22 @@ const floodOp: OpDefinition = {
   },
 };
 
-test('max in-flight: the request over the limit gets RESOURCE_EXHAUSTED, the others finish', async () => {
+test('max in-flight: the request over the limit is not refused but left unread until a slot frees', async () => {
   const d = await startDaemon({ maxInflight: 3 }, [holdOp]);
   const c = await WireClient.ready(d.port);
   try {
-    for (let i = 0; i < 3; i++) c.send({ id: i, op: 'hold', args: { ms: 100 } });
-    const over = await c.request({ id: 3, op: 'hold', args: { ms: 1 } });
-    assert.is(over.error.code, 'RESOURCE_EXHAUSTED');
-    assert.match(over.error.message, 'EDGEECHO_MAX_INFLIGHT');
-    assert.is((await c.request({ id: 4, op: 'ping' })).kind, 'result', 'ping is not counted in flight');
-    for (let i = 0; i < 3; i++) assert.is((await c.waitFor((f) => f.id === i && f.kind === 'result')).data.held, 100);
-    assert.is((await c.request({ id: 5, op: 'hold', args: { ms: 1 } })).kind, 'result', 'room again once they finished');
+    const t0 = Date.now();
+    for (let i = 0; i < 3; i++) c.send({ id: i, op: 'hold', args: { ms: 300 } });
+    c.send({ id: 3, op: 'hold', args: { ms: 1 } });
+    c.send({ id: 4, op: 'ping' });
+    const over = await c.waitFor((f) => f.id === 3 && f.kind !== 'status', 5000);
+    assert.is(over.kind, 'result', JSON.stringify(over));
+    assert.ok(Date.now() - t0 >= 290, `the fourth request ran only once one of the first three finished (${Date.now() - t0} ms)`);
+    const order = c.frames.filter((f) => f.kind === 'result').map((f) => f.id);
+    assert.ok(order.indexOf(0) < order.indexOf(3), `answers in order ${JSON.stringify(order)}`);
+    assert.is((await c.waitFor((f) => f.id === 4)).kind, 'result', 'the ping queued behind it is answered after it');
+    assert.not.ok(c.frames.some((f) => f.kind === 'error'), 'nothing was refused');
+    assert.ok(d.daemon.stats.readPauses >= 1, 'the pause was counted');
   } finally {
     c.close();
     await d.stop();
@@ -155,6 +160,52 @@ test('a client that stops reading is disconnected once maxWriteBuffer is exceede
     assert.is((await other.request({ id: 1, op: 'ping' })).kind, 'result');
   } finally {
     stalled.close();
+    other.close();
+    await d.stop();
+  }
+});
+
+/** Answers 64 KiB at once: a few of them fill a socket's send buffer. */
+const blobOp: OpDefinition = { name: 'blob', summary: 'test: a 64 KiB result', args: {}, handler: async () => ({ blob: 'x'.repeat(64 * 1024) }) };
+
+test('a client that stops reading under maxWriteBuffer is disconnected after the stall timeout, its requests left unread', async () => {
+  const d = await startDaemon({ stallTimeoutMs: 300 }, [blobOp]);
+  const stalled = await WireClient.ready(d.port);
+  try {
+    stalled.socket.pause();
+    const { encodeFrame } = await import('../../protocol/codec.js');
+    const frames: Buffer[] = [];
+    for (let i = 0; i < 2000; i++) frames.push(encodeFrame({ id: i, op: 'blob' }));
+    stalled.sendRaw(Buffer.concat(frames));
+    const t0 = Date.now();
+    while (d.daemon.connectionCount > 0 && Date.now() - t0 < 5000) await sleep(20);
+    assert.is(d.daemon.connectionCount, 0, 'the stalled client was disconnected');
+    assert.is(d.daemon.stats.disconnects.stalled, 1, JSON.stringify(d.daemon.stats));
+    assert.is(d.daemon.stats.disconnects.write_buffer, 0, 'reading stopped long before 8 MiB were waiting');
+    assert.ok(d.daemon.stats.framesIn < 2000 / 2, `most requests were never read (${d.daemon.stats.framesIn} of 2001 handled)`);
+  } finally {
+    stalled.close();
+    await d.stop();
+  }
+});
+
+test('a flooding connection does not hold the loop: a ping on another connection is answered while the flood is queued', async () => {
+  const d = await startDaemon({});
+  const flooder = await WireClient.ready(d.port);
+  const other = await WireClient.ready(d.port);
+  try {
+    const { encodeFrame } = await import('../../protocol/codec.js');
+    const n = 100_000;
+    const one = encodeFrame({ id: 1, op: 'ping' });
+    flooder.sendRaw(Buffer.concat(Array.from({ length: n }, () => one)));
+    await flooder.waitFor(() => flooder.frames.length > 10, 5000);
+    const answer = await other.request({ id: 'p', op: 'ping' });
+    assert.is(answer.kind, 'result');
+    const seen = flooder.frames.length - 2;
+    assert.ok(seen < n, `the other ping was answered after ${seen} of ${n} flood answers`);
+    await flooder.waitFor(() => flooder.frames.length >= n + 2, 20_000);
+  } finally {
+    flooder.close();
     other.close();
     await d.stop();
   }

@@ -162,6 +162,28 @@ test('get, list and NOT_FOUND', async () => {
   assert.is((await fails(callOp(ops, 'session.watch', { id: 'aaaaaaaaaa' }))).code, 'NOT_FOUND');
 });
 
+test('list pages: at most limit views with a next cursor; before: next gives the rest once, newest first; the bound is MAX_LIST_LIMIT', async () => {
+  const { ops, store } = setup();
+  const ids = ['aaaaaaaaaa', 'bbbbbbbbbb', 'cccccccccc', 'dddddddddd', 'eeeeeeeeee'];
+  // two share a creation time: the cursor must not skip or repeat either
+  ids.forEach((id, i) => store.create({ id, mode: 'plain', count: 1, payloadBytes: 64, rate: null }, 1000 + Math.min(i, 3)));
+  const seen: string[] = [];
+  let before: string | null = null;
+  for (let page = 0; page < 5; page++) {
+    const r = await callOp(ops, 'session.list', { limit: 2, ...(before ? { before } : {}) });
+    assert.ok(r.sessions.length <= 2);
+    seen.push(...r.sessions.map((v: { id: string }) => v.id));
+    before = r.next;
+    if (before === null) break;
+  }
+  assert.equal(seen, ['dddddddddd', 'eeeeeeeeee', 'cccccccccc', 'bbbbbbbbbb', 'aaaaaaaaaa']);
+  assert.is((await callOp(ops, 'session.list', { limit: 5 })).next, null, 'no next when the page holds the rest');
+  const over = await fails(callOp(ops, 'session.list', { limit: 501 }));
+  assert.is(over.code, 'BAD_REQUEST');
+  assert.match(over.message, '500');
+  assert.is((await fails(callOp(ops, 'session.list', { before: 'not-a-cursor' }))).code, 'BAD_REQUEST');
+});
+
 test('watch ends with CANCELLED when its request is cancelled', async () => {
   const { ops, bus } = setup();
   const r = await callOp(ops, 'session.create', { mode: 'plain', count: 1 });

@@ -8,6 +8,7 @@ import * as assert from 'uvu/assert';
 import { connect, type Client } from '../../src/client/index.js';
 import { runLabel, waitFor, type DaemonProcess } from '../../support/daemon-process.js';
 import { daemonHarness, runtimesUnderTest, type RuntimeUnderTest } from './runtimes.js';
+import { listAllSessions } from '../../support/session-pages.js';
 
 const LABEL = runLabel('daemon-fifty-sessions');
 const SESSIONS = 50;
@@ -44,7 +45,7 @@ function churn(rt: RuntimeUnderTest): void {
       const notCompleted = outcomes.filter((o) => o.state !== 'completed');
       assert.equal(notCompleted, [], 'every session must complete');
 
-      const records = (await client.request<{ sessions: Array<{ id: string; state: string }> }>('session.list', { limit: 1000 })).sessions;
+      const records = await listAllSessions<{ id: string; state: string }>(client);
       assert.is(records.length, SESSIONS);
       assert.ok(records.every((r) => r.state === 'completed'));
       // The network goes after the terminal state is recorded, so the last removals may lag the watch by a moment.

@@ -46,8 +46,8 @@ function suite(rt: RuntimeUnderTest): void {
       assert.ok(state.published!.port > 0);
       // Docker can answer an empty reading on a loaded machine: its driver says so (an error) rather than zeros.
       let usage = await driver.stats(ref.id).catch(() => null);
-      for (let i = 0; i < 20 && !usage; i++) usage = (await new Promise((r) => setTimeout(r, 300)), await driver.stats(ref.id).catch(() => null));
-      assert.ok(usage, 'a real stats reading within 6 s');
+      for (let i = 0; i < 30 && !usage; i++) usage = (await new Promise((r) => setTimeout(r, 500)), await driver.stats(ref.id).catch(() => null));
+      assert.ok(usage, 'a real stats reading within 15 s');
       assert.ok(usage.memoryBytes > 0, `memory ${usage.memoryBytes}`);
       assert.is(usage.memoryLimitBytes, config.limitsProbe.memoryBytes);
       const managed = await driver.listManaged();

@@ -137,4 +137,25 @@ test('shutdown leaves sessions running unless asked to stop them', async () => {
   assert.is(t.store.get('a')!.state, 'stopped');
 });
 
+
+test('a claim cut off by a restart (a container still parked) is rolled back, not adopted because all its containers run', async () => {
+  for (const stillParked of [true, false]) {
+    using t = setup();
+    creating(t, 'claim');
+    t.runtime.addContainer('claim', 'probe');
+    t.runtime.addContainer('claim', 'stream');
+    t.runtime.addNetwork('claim');
+    const parked = { has: () => false, adopt: async () => ({ adopted: [], discarded: [] }), anyStillParked: async () => stillParked };
+    const report = await reconcile({ driver: t.runtime, store: t.store, lifecycle: t.lifecycle, settings: { orphanGraceS: 0, keepFailed: false, sessionTtlS: 3600 }, log: silentLogger, parked });
+    if (stillParked) {
+      assert.equal(report.rolledBack, ['claim']);
+      assert.is(t.store.get('claim')!.state, 'failed');
+      assert.is(t.runtime.containers.size, 0);
+    } else {
+      assert.equal(report.adopted, ['claim']);
+      assert.is(t.store.get('claim')!.state, 'ready');
+    }
+  }
+});
+
 test.run();

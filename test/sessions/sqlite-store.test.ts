@@ -36,7 +36,7 @@ test('the instance id is made once and kept with the records; a file of the vers
   // A file as the version before instances wrote it: schema 1, one session.
   const old = openSessionStore(tmp.path);
   old.create(plain('s1'), 1000);
-  old.db.exec('DROP TABLE meta');
+  old.db.exec('DROP TABLE meta; DROP TABLE parked');
   old.db.pragma('user_version = 1');
   old.close();
   assert.is(readInstanceId(tmp.path), null, 'a file without the meta table has no instance yet');

@@ -68,7 +68,13 @@ export function fakeSessionRegistry(): OpRegistry {
       return { id: SESSION.id, location: SESSION.location, network: SESSION.network, containers: SESSION.containers.map(({ id, name, role }) => ({ id, name, role })), probe: SESSION.probe };
     },
   });
-  registry.register({ name: 'session.list', summary: 'FAKE', args: { state: { type: 'string' }, limit: { type: 'int', min: 1 } }, handler: async () => ({ sessions: [SESSION] }) });
+  registry.register({
+    name: 'session.list',
+    summary: 'FAKE',
+    args: { state: { type: 'string' }, limit: { type: 'int', min: 1 }, before: { type: 'string' } },
+    // a first page with a cursor, a last page without
+    handler: async (args: { before?: string }) => (args.before ? { sessions: [], next: null } : { sessions: [SESSION], next: 'page-2' }),
+  });
   registry.register<{ id: string }>({
     name: 'session.get',
     summary: 'FAKE',

@@ -64,6 +64,10 @@ export class DockerDriver implements RuntimeDriver {
   private readonly engineSubnets = new Map<string, string>();
   /** Output watches opened before start, consumed by waitReady. */
   private readonly watches = new Map<string, { name: string; watch: ReadyWatch }>();
+  /** Containers created with an open stdin: their first line is a parked line, which the start watch settles on. */
+  private readonly parkable = new Set<string>();
+  /** Stdin attaches opened as a container parked, so a claim writes at once instead of attaching first. */
+  private readonly stdins = new Map<string, Promise<NodeJS.ReadWriteStream>>();
 
   constructor(options: DockerDriverOptions) {
     this.docker = options.docker ?? new Docker({ socketPath: options.socketPath ?? '/var/run/docker.sock' });
@@ -180,6 +184,8 @@ export class DockerDriver implements RuntimeDriver {
         ExposedPorts: exposed,
         AttachStdout: true,
         AttachStderr: true,
+        // StdinOnce false: a claim's attach closing must not close the emulator's stdin.
+        ...(spec.openStdin ? { OpenStdin: true, StdinOnce: false } : {}),
         HostConfig: {
           // Node as PID 1 ignores SIGTERM; tini as PID 1 forwards it.
           Init: true,
@@ -198,6 +204,7 @@ export class DockerDriver implements RuntimeDriver {
         },
         NetworkingConfig: { EndpointsConfig: { [spec.network.name]: { Aliases: spec.aliases } } },
       });
+      if (spec.openStdin) this.parkable.add(container.id);
       return { id: container.id, name: spec.name, role: spec.role };
     } catch (err) {
       throw mapDockerError(err, `create container ${spec.name} from ${spec.image}`);
@@ -213,7 +220,8 @@ export class DockerDriver implements RuntimeDriver {
     } catch (err) {
       throw mapDockerError(err, `attach to container ${id}`);
     }
-    const watch = new ReadyWatch(source);
+    const watch = new ReadyWatch(source, this.parkable.has(id));
+    this.parkable.delete(id);
     this.watches.set(id, { name: id, watch });
     try {
       await container.start();
@@ -225,19 +233,55 @@ export class DockerDriver implements RuntimeDriver {
     }
   }
 
-  async waitReady(id: string, options: { timeoutMs: number; signal?: AbortSignal }): Promise<ReadyInfo> {
+  async waitReady(id: string, options: { timeoutMs: number; signal?: AbortSignal; parked?: boolean }): Promise<ReadyInfo> {
     let entry = this.watches.get(id);
     if (!entry) {
       // Not started by this driver (e.g. adopted after a restart): the log replays from the start.
       try {
         const stream = await this.docker.getContainer(id).logs({ follow: true, stdout: true, stderr: true });
-        entry = { name: id, watch: new ReadyWatch(stream as unknown as OutputSource) };
+        entry = { name: id, watch: new ReadyWatch(stream as unknown as OutputSource, options.parked === true) };
       } catch (err) {
         throw mapDockerError(err, `follow the output of container ${id}`);
       }
     }
     this.watches.delete(id);
-    return awaitReady(entry.watch, {
+    const line = await this.awaitOutput(id, entry.watch, options);
+    if (line.event === 'parked') this.stdins.set(id, this.attachStdin(id));
+    return line;
+  }
+
+  private attachStdin(id: string): Promise<NodeJS.ReadWriteStream> {
+    const attached = (this.docker.getContainer(id).attach({ stream: true, hijack: true, stdin: true, stdout: true, stderr: true }) as Promise<NodeJS.ReadWriteStream>).then((stream) => {
+      // A broken attach (engine restart, container gone) is dropped: the claim attaches anew.
+      const drop = (): void => void (this.stdins.get(id) === attached && this.stdins.delete(id));
+      stream.on('close', drop);
+      stream.on('error', drop);
+      return stream;
+    });
+    attached.catch(() => this.stdins.get(id) === attached && this.stdins.delete(id));
+    return attached;
+  }
+
+  async unpark(id: string, parameters: Record<string, string>, options: { timeoutMs: number; signal?: AbortSignal }): Promise<ReadyInfo> {
+    let stream: NodeJS.ReadWriteStream;
+    const early = this.stdins.get(id);
+    this.stdins.delete(id);
+    try {
+      // Without logs: only what the emulator prints from now on (its ready line), not its parked line.
+      stream = (await early?.catch(() => null)) ?? (await this.attachStdin(id));
+      this.stdins.delete(id);
+      if ((stream as unknown as { destroyed?: boolean }).destroyed) stream = await this.attachStdin(id);
+      this.stdins.delete(id);
+    } catch (err) {
+      throw mapDockerError(err, `attach to the stdin of parked container ${id}`);
+    }
+    const watch = new ReadyWatch(stream as unknown as OutputSource);
+    stream.write(JSON.stringify(parameters) + '\n');
+    return this.awaitOutput(id, watch, options);
+  }
+
+  private awaitOutput(id: string, watch: ReadyWatch, options: { timeoutMs: number; signal?: AbortSignal }): Promise<ReadyInfo> {
+    return awaitReady(watch, {
       name: `container ${id.slice(0, 12)}`,
       timeoutMs: options.timeoutMs,
       ...(options.signal ? { signal: options.signal } : {}),
@@ -273,6 +317,9 @@ export class DockerDriver implements RuntimeDriver {
   }
 
   async removeContainer(id: string): Promise<void> {
+    this.parkable.delete(id);
+    void this.stdins.get(id)?.then((s) => (s as unknown as { destroy(): void }).destroy(), () => undefined);
+    this.stdins.delete(id);
     this.watches.get(id)?.watch.close();
     this.watches.delete(id);
     try {
@@ -305,6 +352,8 @@ export class DockerDriver implements RuntimeDriver {
     };
     if (labels[LABEL_ROLE]) state.role = labels[LABEL_ROLE] as Role;
     if (labels[LABEL_SESSION]) state.session = labels[LABEL_SESSION];
+    const address = Object.values(info.NetworkSettings?.Networks ?? {}).find((n) => n?.IPAddress)?.IPAddress;
+    if (address) state.address = address;
     for (const bindings of Object.values(info.NetworkSettings?.Ports ?? {})) {
       const binding = bindings?.[0];
       if (binding?.HostPort) {

@@ -31,11 +31,15 @@ export class ReadyWatch {
   private settle!: (outcome: ReadyOutcome) => void;
   private settled = false;
 
-  constructor(private readonly source: OutputSource) {
+  /** `parked`: a parked line (emulators/CONTRACT.md "Parking") settles the watch like a ready line. */
+  constructor(
+    private readonly source: OutputSource,
+    parked = false,
+  ) {
     this.outcome = new Promise((resolve) => (this.settle = resolve));
     const stdout = new LineSplitter((line) => {
       const event = parseEventLine(line);
-      if (event?.event === 'ready') this.finish({ kind: 'ready', info: event });
+      if (event?.event === 'ready' || (parked && event?.event === 'parked')) this.finish({ kind: 'ready', info: event });
       else this.remember(this.stdoutTail, line);
     });
     const stderr = new LineSplitter((line) => this.remember(this.stderrTail, line));
