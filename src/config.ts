@@ -4,7 +4,7 @@
  * underscores: EDGEECHO_SESSION_TTL_S -> --session-ttl-s. `edgeecho config` prints the table.
  */
 import { homedir, cpus, totalmem } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve as resolvePath } from 'node:path';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { EdgeechoError } from '../protocol/errors.js';
@@ -230,6 +230,12 @@ export function loadConfig(options: LoadOptions = {}): { config: Config; rest: s
     if (parsed && typeof parsed === 'object' && 'error' in parsed) {
       problems.push(`${given?.from ?? setting.env + ' (default)'}: ${(parsed as { error: string }).error}`);
     } else config[key] = parsed;
+  }
+  if (config.dataDir === '') {
+    problems.push(`${raw.get('dataDir')?.from ?? 'EDGEECHO_DATA_DIR'}: expected a directory, got an empty value (records, local runtime files and logs would land in the working directory)`);
+  } else if (typeof config.dataDir === 'string') {
+    // One meaning wherever the path is used later (spawned roles, the systemd unit's working directory).
+    config.dataDir = resolvePath(config.dataDir);
   }
   if (typeof config.objectLabels === 'string') {
     try {
