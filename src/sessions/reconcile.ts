@@ -99,9 +99,11 @@ export async function reconcile(options: ReconcileOptions): Promise<ReconcileRep
 
 /** A create caught after every container of its mode was started: nothing is missing, so it is kept. */
 function completeSet(record: SessionRecord, containers: ContainerState[]): boolean {
-  // The probe ends by design once it has answered, so it may have exited; the servers must be running.
+  // The probe ends by design once it has answered, so it may have exited, but it must have been started: a crash
+  // between its create and its start leaves it created and never run, and the servers would wait for it in vain.
+  const probeStarted = containers.some((c) => c.role === 'probe' && (c.running || c.exitCode !== null || c.status === 'exited'));
   const servers = rolesOf(record.mode).filter((r) => r !== 'probe');
-  return servers.every((role) => containers.some((c) => c.role === role && c.running));
+  return probeStarted && servers.every((role) => containers.some((c) => c.role === role && c.running));
 }
 
 function groupBy<T>(items: T[], key: (item: T) => string | undefined): Map<string, T[]> {

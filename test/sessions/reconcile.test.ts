@@ -114,6 +114,19 @@ test('a create caught with every server running is adopted as ready with its loc
   assert.equal(rec.containers.map((c) => c.role).sort(), ['probe', 'stream']);
 });
 
+test('a create cut off between its probe\'s create and start is rolled back, though every server runs', async () => {
+  using t = setup();
+  creating(t, 'unstarted');
+  const probe = t.runtime.addContainer('unstarted', 'probe', false);
+  probe.status = 'created';
+  probe.exitCode = null;
+  t.runtime.addContainer('unstarted', 'stream');
+  const report = await t.run();
+  assert.equal(report.adopted, []);
+  assert.equal(report.rolledBack, ['unstarted']);
+  assert.is(t.runtime.containers.size, 0);
+});
+
 test('objects no record claims are removed (past the grace), those of finished sessions at once', async () => {
   using t = setup();
   readySession(t.store, 'mine-done', ['stream']);
