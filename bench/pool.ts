@@ -13,6 +13,7 @@ import { connect, type Client } from '../src/client/index.js';
 import { loadConfig } from '../src/config.js';
 import type { SessionMode } from '../src/workflow/session-spec.js';
 import { cleanupDaemons, runLabel, startDaemonProcess, TEST_LABEL, waitFor, type DaemonProcess } from '../support/daemon-process.js';
+import { listAllSessions } from '../support/session-pages.js';
 import { rawSessions } from '../support/raw-session.js';
 
 const LABEL = runLabel('bench-pool');
@@ -60,7 +61,7 @@ async function quiet(client: Client): Promise<void> {
     'pools full and no live session',
     async () => {
       const pool = (await client.request<{ pool: Pools }>('resources', {})).pool;
-      const { sessions } = await client.request<{ sessions: Array<{ state: string }> }>('session.list', { limit: 1000 });
+      const sessions = await listAllSessions<{ id: string; state: string }>(client);
       const live = sessions.filter((s) => ['creating', 'ready', 'stopping'].includes(s.state)).length;
       return MODES.every((m) => pool[m].parked === pool[m].size) && live === 0 ? true : undefined;
     },
