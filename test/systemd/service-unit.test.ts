@@ -149,6 +149,22 @@ if (docker) {
     await b.sh(`systemctl start ${UNIT}`);
     assert.is((await getSession(b, UNIX, id)).state, 'stopped');
   });
+
+  test('EDGEECHO_RUNTIME=local with EDGEECHO_STOP_SESSIONS_ON_SHUTDOWN=true (README): its roles run in the unit, a stop ends them gracefully, recorded stopped', async () => {
+    const b = await box();
+    await b.setEnv({ EDGEECHO_RUNTIME: 'local', EDGEECHO_STOP_SESSIONS_ON_SHUTDOWN: 'true' });
+    await b.sh(`systemctl restart ${UNIT}`);
+    const id = await createSession(b, UNIX, LONG_SESSION);
+    // /proc, not pgrep (a minbase Debian has no procps); [-] keeps the grep's own command line from matching.
+    const roles = async (): Promise<number> => Number((await b.sh(`grep -l -a -e '[-]-edgeecho-session=${id}' /proc/[0-9]*/cmdline 2>/dev/null | wc -l`)).trim());
+    assert.ok((await roles()) >= 2, 'the local roles run as processes in the box');
+    await b.sh(`systemctl stop ${UNIT}`, TIMEOUT_STOP_MS + 15_000);
+    assert.is((await b.show(UNIT, ['Result'])).Result, 'success');
+    assert.is(await roles(), 0, 'no role outlives the stop');
+    await b.sh(`systemctl start ${UNIT}`);
+    const record = await getSession(b, UNIX, id);
+    assert.is(record.state, 'stopped', JSON.stringify(record));
+  });
 }
 
 test.run();
