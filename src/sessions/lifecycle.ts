@@ -16,6 +16,7 @@ import { outcomeOf, STOPPED_WHILE_CREATING, type Finisher, type FinishRequest, t
 import type { ParkedEntry, ParkedStore } from './parked-store.js';
 import { Parking } from './parking.js';
 import type { SessionPool } from './pool.js';
+import { OncePerSession } from './once-per-session.js';
 import { newSessionId } from './session-id.js';
 import { tearDown, type TeardownDeps } from './teardown.js';
 import { TERMINAL_STATES, type SessionRecord, type SessionStore } from './types.js';
@@ -71,7 +72,7 @@ interface CreateInFlight {
 
 export class SessionLifecycle implements Finisher {
   private readonly creating = new Map<string, CreateInFlight>();
-  private readonly finishes = new Map<string, Promise<SessionRecord>>();
+  private readonly finishes = new OncePerSession<SessionRecord>();
   private readonly teardown: TeardownDeps;
   /** Parked sessions' lives (park, discard, claim's records, adoption): owned here, driven by the pool. */
   readonly parking: Parking | null;
@@ -248,12 +249,7 @@ export class SessionLifecycle implements Finisher {
    * rollback records the outcome.
    */
   finish(id: string, request: FinishRequest): Promise<SessionRecord> {
-    let running = this.finishes.get(id);
-    if (!running) {
-      running = this.finishNow(id, request).finally(() => this.finishes.delete(id));
-      this.finishes.set(id, running);
-    }
-    return running;
+    return this.finishes.run(id, () => this.finishNow(id, request));
   }
 
   finishing(id: string): boolean {
@@ -296,7 +292,7 @@ export class SessionLifecycle implements Finisher {
   /** Resolves once every finish and create started so far has settled (shutdown, tests). */
   async idle(): Promise<void> {
     while (this.finishes.size || this.creating.size) {
-      await Promise.allSettled([...this.finishes.values(), ...[...this.creating.values()].map((c) => c.settled)]);
+      await Promise.allSettled([...this.finishes.pending(), ...[...this.creating.values()].map((c) => c.settled)]);
     }
   }
 

@@ -11,6 +11,7 @@ import { runParkWorkflow, type ParkedObjects } from '../workflow/parking-workflo
 import { rolesOf, type SessionMode, type SessionSpec } from '../workflow/session-spec.js';
 import type { SessionWorkflowConfig } from '../workflow/session-workflows.js';
 import type { ParkedEntry, ParkedStore } from './parked-store.js';
+import { OncePerSession } from './once-per-session.js';
 import { newSessionId } from './session-id.js';
 import type { SessionStore } from './types.js';
 
@@ -30,7 +31,7 @@ export interface ParkedReconcileReport {
 }
 
 export class Parking {
-  private readonly discards = new Map<string, Promise<void>>();
+  private readonly discards = new OncePerSession<void>();
 
   constructor(private readonly deps: ParkingDeps) {}
 
@@ -71,12 +72,7 @@ export class Parking {
 
   /** Removes a parked session's objects, releases its reservation and drops its row; concurrent asks join. */
   discard(id: string, reason: string): Promise<void> {
-    let running = this.discards.get(id);
-    if (!running) {
-      running = this.discardNow(id, reason).finally(() => this.discards.delete(id));
-      this.discards.set(id, running);
-    }
-    return running;
+    return this.discards.run(id, () => this.discardNow(id, reason));
   }
 
   discarding(id: string): boolean {

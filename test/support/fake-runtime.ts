@@ -7,6 +7,7 @@
 import { EdgeechoError } from '../../protocol/errors.js';
 import { LABEL_INSTANCE, type ContainerRef, type ContainerSpec, type ContainerState, type ContainerUsage, type ManagedNetwork, type ManagedObjects, type NetworkRef, type NetworkSpec, type ReadyInfo, type Role, type RuntimeDriver, type RuntimeEvent } from '../../src/runtime/driver.js';
 import { outcomeOf, type Finisher, type FinishRequest } from '../../src/sessions/outcome.js';
+import { OncePerSession } from '../../src/sessions/once-per-session.js';
 import type { SessionStore } from '../../src/sessions/types.js';
 
 interface Stream {
@@ -221,7 +222,7 @@ export class FakeRuntime implements RuntimeDriver {
  */
 export function fakeFinisher(runtime: FakeRuntime, store: SessionStore, gate?: Promise<void>): Finisher & { calls: Array<{ id: string; request: FinishRequest }>; idle(): Promise<void> } {
   const calls: Array<{ id: string; request: FinishRequest }> = [];
-  const running = new Map<string, Promise<void>>();
+  const running = new OncePerSession<void>();
   const finishNow = async (id: string, request: FinishRequest): Promise<void> => {
     calls.push({ id, request });
     await (gate ?? Promise.resolve());
@@ -232,17 +233,10 @@ export function fakeFinisher(runtime: FakeRuntime, store: SessionStore, gate?: P
   };
   return {
     calls,
-    finish(id, request) {
-      let p = running.get(id);
-      if (!p) {
-        p = finishNow(id, request).finally(() => running.delete(id));
-        running.set(id, p);
-      }
-      return p;
-    },
+    finish: (id, request) => running.run(id, () => finishNow(id, request)),
     finishing: (id) => running.has(id),
     async idle() {
-      while (running.size) await Promise.allSettled([...running.values()]);
+      while (running.size) await Promise.allSettled(running.pending());
     },
   };
 }
