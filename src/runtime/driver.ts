@@ -183,7 +183,10 @@ export interface RuntimeDriver {
    * it then prints. Absent: this runtime cannot park, and warm pools stay off.
    */
   unpark?(id: string, parameters: Record<string, string>, options: { timeoutMs: number; signal?: AbortSignal }): Promise<ReadyInfo>;
-  /** Graceful stop (SIGTERM, then SIGKILL after timeoutS). A container already stopped is not an error. */
+  /**
+   * Graceful stop (SIGTERM, then SIGKILL after timeoutS). A container already stopped is not an error. A swarm
+   * service carries its grace from creation (EDGEECHO_STOP_TIMEOUT_S): it stops with that whatever timeoutS says.
+   */
   stopContainer(id: string, timeoutS: number): Promise<void>;
   /** Force-removes; a container already gone is not an error. */
   removeContainer(id: string): Promise<void>;

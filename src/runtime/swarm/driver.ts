@@ -147,9 +147,11 @@ export class SwarmDriver implements RuntimeDriver {
   }
 
   async createContainer(spec: ContainerSpec): Promise<ContainerRef> {
+    // A role created without a placement joins its session's, or places the session by its own limits.
+    const node = spec.node ?? this.placed.get(spec.session)?.node ?? (await this.place({ session: spec.session, demand: spec.limits })).node;
     let id: string;
     try {
-      const created = (await this.docker.createService(serviceSpec(spec, this.options) as unknown as Docker.CreateServiceOptions)) as { id?: string; ID?: string };
+      const created = (await this.docker.createService(serviceSpec({ ...spec, node }, this.options) as unknown as Docker.CreateServiceOptions)) as { id?: string; ID?: string };
       id = created.id ?? created.ID ?? '';
     } catch (err) {
       throw mapDockerError(err, `create service ${spec.name} from ${spec.image}`);
