@@ -37,7 +37,7 @@ import { SessionNetworks } from '../docker/session-networks.js';
 import { SubnetPool } from '../docker/subnets.js';
 import { choose, describeNodes, loadsByNode, type Constraint, type Demand } from './placement.js';
 import { labelsOf, overlayNetworkSpec, serviceSpec, type EndpointMode } from './service-spec.js';
-import { latestTask, nodeView, serviceState, TERMINAL_TASK_STATES, type NodeView, type SwarmNode, type SwarmService, type SwarmTask } from './swarm-objects.js';
+import { LABEL_STOPPED, latestTask, nodeView, serviceState, TERMINAL_TASK_STATES, type NodeView, type SwarmNode, type SwarmService, type SwarmTask } from './swarm-objects.js';
 import { TaskWatch, type SwarmListing } from './task-watch.js';
 
 export interface SwarmDriverOptions {
@@ -57,6 +57,8 @@ export interface SwarmDriverOptions {
 
 /** How long a removed service's task may keep its endpoint on the session network before the network goes. */
 export const NETWORK_REMOVE_WAIT_MS = 15_000;
+/** A node id no node has: a stopped service's replacement task is never placed. */
+const STOPPED_CONSTRAINT = 'node.id==edgeecho-stopped';
 /** How long reading a service's last log lines may take (its node may not answer). */
 export const LOGS_TIMEOUT_MS = 5_000;
 /** How often waitReady and stop look at a task's state. */
@@ -275,7 +277,12 @@ export class SwarmDriver implements RuntimeDriver {
     }
   }
 
-  /** Scales to zero (the task gets SIGTERM, then SIGKILL after the service's grace) and waits for it to end. */
+  /**
+   * Stops the role's task the way `docker stop` stops a container: it gets SIGTERM, then SIGKILL after the service's
+   * grace, and it stays, stopped, with its exit code and its log until the service is removed. Scaling to zero would
+   * delete the task (and its exit code and log) a moment after it ends; instead the service is pinned to a node that
+   * does not exist and labelled stopped, so the swarm stops the task and the replacement it makes is never placed.
+   */
   async stopContainer(id: string, timeoutS: number): Promise<void> {
     let service: SwarmService;
     try {
@@ -284,23 +291,31 @@ export class SwarmDriver implements RuntimeDriver {
       if (err instanceof EdgeechoError && err.code === 'NOT_FOUND') return;
       throw err;
     }
-    if ((service.Spec.Mode?.Replicated?.Replicas ?? 0) > 0) {
+    const replicas = service.Spec.Mode?.Replicated?.Replicas ?? 0;
+    if (replicas > 0 && service.Spec.Labels?.[LABEL_STOPPED] !== 'true') {
+      const template = service.Spec.TaskTemplate ?? {};
+      const spec = {
+        ...service.Spec,
+        Labels: { ...service.Spec.Labels, [LABEL_STOPPED]: 'true' },
+        TaskTemplate: { ...template, Placement: { ...template.Placement, Constraints: [...(template.Placement?.Constraints ?? []), STOPPED_CONSTRAINT] } },
+      };
       try {
-        await this.docker.getService(id).update({ version: service.Version?.Index, ...service.Spec, Mode: { Replicated: { Replicas: 0 } } } as never);
+        await this.docker.getService(id).update({ version: service.Version?.Index, ...spec } as never);
       } catch (err) {
-        if (!isStatus(err, 404)) throw mapDockerError(err, `stop service ${id}`);
-        return;
+        if (isStatus(err, 404)) return;
+        throw mapDockerError(err, `stop service ${id}`);
       }
     }
-    const deadline = Date.now() + (Math.max(timeoutS, this.options.stopGraceS) + 10) * 1000;
+    const graceS = Math.max(timeoutS, this.options.stopGraceS);
+    const deadline = Date.now() + (graceS + 10) * 1000;
     while (Date.now() < deadline) {
       const tasks = await this.listTasks(false, id).catch(() => null);
       if (tasks) this.watch.observeTasks(tasks);
       const latest = tasks ? latestTask(tasks) : null;
-      if (!latest || TERMINAL_TASK_STATES.has(latest.Status.State)) return;
+      if (!latest || !latest.NodeID || TERMINAL_TASK_STATES.has(latest.Status.State)) return;
       await sleep(TASK_LOOK_MS);
     }
-    throw new EdgeechoError('TIMEOUT', `service ${id.slice(0, 12)}'s task did not end within ${timeoutS + 10} s of being stopped`, { container: id });
+    throw new EdgeechoError('TIMEOUT', `service ${id.slice(0, 12)}'s task did not end within ${graceS + 10} s of being stopped`, { container: id });
   }
 
   async removeContainer(id: string): Promise<void> {

@@ -51,6 +51,8 @@ export interface SwarmNode {
   ManagerStatus?: { Addr?: string; Leader?: boolean };
 }
 
+/** Marks a service the driver stopped: its task ended because it was asked to, not by the swarm's doing. */
+export const LABEL_STOPPED = 'io.edgeecho.stopped';
 /** Node label naming the address clients reach a node's published ports at (when it is not the node's own). */
 export const LABEL_PUBLISH_HOST = 'io.edgeecho.publish-host';
 
@@ -132,7 +134,7 @@ export function serviceState(service: SwarmService, task: SwarmTask | null, node
       state.ended = `was ${taskState} on ${where}: ${task.Status.Err || task.Status.Message || 'no reason given'}`;
     } else state.exitCode = task.Status.ContainerStatus?.ExitCode ?? null;
     // Shut down while the service still wants its replica: the swarm ended it (a drained node), not a stop.
-    if (taskState === 'shutdown' && (service.Spec.Mode?.Replicated?.Replicas ?? 0) > 0) {
+    if (taskState === 'shutdown' && (service.Spec.Mode?.Replicated?.Replicas ?? 0) > 0 && labels[LABEL_STOPPED] !== 'true') {
       state.ended = `was shut down by the swarm on ${where}${node && node.availability !== 'active' ? ` (node availability ${node.availability})` : ''}`;
     }
     return state;
