@@ -20,6 +20,7 @@ import { chmod, copyFile, mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { promisify } from 'node:util';
+import { waitFor } from './daemon-process.js';
 
 const run = promisify(execFile);
 
@@ -46,7 +47,6 @@ export const DEFAULT_NODE_DOWN_TIMEOUT_MS = 45_000;
 export const DEFAULT_IMAGE_LOAD_TIMEOUT_MS = 180_000;
 /** Any single docker CLI call that is not a wait. */
 export const DEFAULT_COMMAND_TIMEOUT_MS = 60_000;
-const POLL_INTERVAL_MS = 200;
 
 /** Host binaries the node needs, by their name in the node's /usr/bin and the host names to look for. */
 const NODE_BINARIES: Array<{ as: string; names: string[] }> = [
@@ -106,23 +106,6 @@ async function docker(args: string[], options: CommandOptions = {}): Promise<str
     const e = err as Error & { stderr?: string; killed?: boolean };
     const why = e.killed ? `killed after ${timeoutMs} ms` : (e.stderr?.trim() || e.message);
     throw new Error(`docker ${args.join(' ')}: ${why}`, { cause: err });
-  }
-}
-
-/** Polls `probe` until it returns a value other than undefined; throws naming `what` and the last error or value. */
-async function waitUntil<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last = 'nothing yet';
-  for (;;) {
-    try {
-      const value = await probe();
-      if (value !== undefined) return value;
-      last = 'not yet';
-    } catch (err) {
-      last = (err as Error).message;
-    }
-    if (Date.now() >= deadline) throw new Error(`${what}: not within ${timeoutMs} ms (last: ${last})`);
-    await new Promise((resolve) => setTimeout(resolve, POLL_INTERVAL_MS));
   }
 }
 
@@ -381,6 +364,7 @@ function removeNodeCgroups(name: string): void {
 }
 
 function isAlive(pid: number): boolean {
+  if (!Number.isInteger(pid) || pid <= 0) return false;
   try {
     process.kill(pid, 0);
     return true;
@@ -436,11 +420,11 @@ export class SwarmCluster {
     ]);
     const engineTimeout = this.options.engineStartTimeoutMs ?? DEFAULT_ENGINE_START_TIMEOUT_MS;
     try {
-      await waitUntil(`inner engine of ${name} answering`, engineTimeout, async () => {
+      await waitFor(`inner engine of ${name} answering`, async () => {
         const state = await docker(['inspect', '--format', '{{.State.Status}}', name]);
         if (state !== 'running') throw new Error(`node container is ${state}`);
         return (await docker(['exec', name, 'docker', 'version', '--format', '{{.Server.Version}}'], { timeoutMs: 5_000 })) || undefined;
-      });
+      }, engineTimeout);
     } catch (err) {
       throw new Error(`${(err as Error).message}\ninner dockerd log tail:\n${await this.logTail(name)}`);
     }
@@ -475,11 +459,11 @@ export class SwarmCluster {
   /** Resolves with the ms it took the manager to report `state`; throws past `timeoutMs`. */
   async waitForNodeState(node: Pick<SwarmNode, 'nodeId' | 'name'>, state: 'ready' | 'down', timeoutMs: number): Promise<number> {
     const started = Date.now();
-    await waitUntil(`swarm node ${node.name} (${node.nodeId}) ${state}`, timeoutMs, async () => {
+    await waitFor(`swarm node ${node.name} (${node.nodeId}) ${state}`, async () => {
       const seen = await this.nodeState(node);
       if (seen.state === state) return true;
       throw new Error(`state ${seen.state}`);
-    });
+    }, timeoutMs);
     return Date.now() - started;
   }
 
@@ -504,9 +488,9 @@ export class SwarmCluster {
     const own = pid !== undefined && this.isNodeProcess(Number(pid), node, 'dockerd');
     if (own) process.kill(Number(pid), 'SIGKILL');
     else await docker(['kill', '--signal', 'KILL', node.name]);
-    await waitUntil(`node container ${node.name} stopped after its engine was killed`, DEFAULT_COMMAND_TIMEOUT_MS, async () => {
+    await waitFor(`node container ${node.name} stopped after its engine was killed`, async () => {
       return (await docker(['inspect', '--format', '{{.State.Running}}', node.name])) === 'false' ? true : undefined;
-    });
+    }, DEFAULT_COMMAND_TIMEOUT_MS);
   }
 
   private isNodeProcess(pid: number, node: SwarmNode, comm: string): boolean {
@@ -569,7 +553,8 @@ async function swarmNodesOf(match: (labels: Record<string, string>, hostname: st
 /** What exists now of any cluster (or of the given one): containers, volumes of those containers, swarm nodes. */
 export async function clusterObjects(id?: string): Promise<{ containers: string[]; nodes: string[] }> {
   const filter = id ? `${CLUSTER_LABEL}=${id}` : CLUSTER_LABEL;
-  const containers = (await docker(['ps', '--all', '--filter', `label=${filter}`, '--format', '{{.Names}}'])).split('\n').filter(Boolean);
+  // the owner label tells node containers from anything else a test labelled with its cluster (service tasks)
+  const containers = (await docker(['ps', '--all', '--filter', `label=${filter}`, '--filter', `label=${CLUSTER_OWNER_LABEL}`, '--format', '{{.Names}}'])).split('\n').filter(Boolean);
   const nodes = await swarmNodesOf((labels, hostname) => (id ? labels[CLUSTER_LABEL] === id || hostname.startsWith(`${NODE_NAME_PREFIX}${id}-`) : CLUSTER_LABEL in labels));
   return { containers, nodes };
 }
@@ -579,7 +564,7 @@ export async function clusterObjects(id?: string): Promise<{ containers: string[
  * nodes, containers, anonymous volumes and cgroups. Clusters of live processes are left alone. Returns what it removed.
  */
 export async function removeClusterLeftovers(): Promise<string[]> {
-  const rows = (await docker(['ps', '--all', '--filter', `label=${CLUSTER_LABEL}`, '--format', `{{.Names}} {{.Label "${CLUSTER_LABEL}"}} {{.Label "${CLUSTER_OWNER_LABEL}"}}`]))
+  const rows = (await docker(['ps', '--all', '--filter', `label=${CLUSTER_LABEL}`, '--filter', `label=${CLUSTER_OWNER_LABEL}`, '--format', `{{.Names}} {{.Label "${CLUSTER_LABEL}"}} {{.Label "${CLUSTER_OWNER_LABEL}"}}`]))
     .split('\n').filter(Boolean).map((line) => line.split(' ') as [string, string, string]);
   const dead = new Set(rows.filter(([, , owner]) => !isAlive(Number(owner))).map(([, id]) => id));
   const nodes = await swarmNodesOf((labels, hostname) => {
