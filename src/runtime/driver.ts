@@ -1,8 +1,8 @@
 /**
  * The runtime seam: everything the workflow, the session lifecycle, its detectors and the resource tracker need
- * from what runs a session's roles. The Docker implementation lives in docker/ (the only place dockerode is
- * imported) and local/ (child processes of the host's node); create-runtime.ts picks one from config, so
- * nothing above this folder knows which runs.
+ * from what runs a session's roles. The implementations: docker/ (containers on one engine), swarm/ (services on
+ * a Docker Swarm; with docker/ the only places dockerode is imported) and local/ (child processes of the host's
+ * node); create-runtime.ts picks one from config, so nothing above this folder knows which runs.
  */
 
 export const LABEL_MANAGED = 'io.edgeecho.managed';
@@ -51,6 +51,8 @@ export interface ContainerSpec {
   upstream?: { alias: string; hostEnv: string; portEnv: string };
   /** Keeps the container's stdin open for `unpark` (a parked emulator, emulators/CONTRACT.md "Parking"). */
   openStdin?: boolean;
+  /** The node chosen by `place` (runtimes with nodes): the role runs there. */
+  node?: string;
 }
 
 export interface ContainerRef {
@@ -78,6 +80,11 @@ export interface ContainerState {
   published?: { host: string; port: number };
   /** Its address on its session network, when the runtime tells (inspect only). */
   address?: string;
+  /**
+   * Why the runtime ended it, when the role did not end by itself (e.g. "its node edge-2 is down"): the session
+   * fails with this reason rather than with an exit code nobody saw.
+   */
+  ended?: string;
 }
 
 /** The emulator's ready line, parsed (one JSON object), or what the port check learned. */
@@ -125,6 +132,40 @@ export interface ContainerUsage {
   memoryLimitBytes: number;
 }
 
+/** What a session will hold on the node it is placed on: the sum of its roles' limits. */
+export interface PlacementRequest {
+  session: string;
+  demand: { memoryBytes: number; nanoCpus: number };
+}
+
+/** The node a session's roles run on, and what the session's status step says of it. */
+export interface Placement {
+  node: string;
+  details: Record<string, unknown>;
+}
+
+/** A node of a runtime with many (`edgeecho resources`). */
+export interface RuntimeNode {
+  id: string;
+  hostname: string;
+  /** The address its published ports are reached at. */
+  address: string;
+  role: 'manager' | 'worker';
+  /** ready | down | unknown | disconnected */
+  state: string;
+  /** active | pause | drain */
+  availability: string;
+  labels: Record<string, string>;
+  capacity: { memoryBytes: number; nanoCpus: number };
+  /** Limits of the sessions placed there (of every edgeecho instance) and reservations of other services. */
+  reserved: { memoryBytes: number; nanoCpus: number };
+  /** edgeecho sessions with roles there. */
+  sessions: number;
+  /** Whether new sessions may be placed there, and if not, why. */
+  eligible: boolean;
+  why?: string;
+}
+
 export interface RuntimeDriver {
   readonly name: string;
   ping(signal?: AbortSignal): Promise<void>;
@@ -142,7 +183,10 @@ export interface RuntimeDriver {
    * it then prints. Absent: this runtime cannot park, and warm pools stay off.
    */
   unpark?(id: string, parameters: Record<string, string>, options: { timeoutMs: number; signal?: AbortSignal }): Promise<ReadyInfo>;
-  /** Graceful stop (SIGTERM, then SIGKILL after timeoutS). A container already stopped is not an error. */
+  /**
+   * Graceful stop (SIGTERM, then SIGKILL after timeoutS). A container already stopped is not an error. A swarm
+   * service carries its grace from creation (EDGEECHO_STOP_TIMEOUT_S): it stops with that whatever timeoutS says.
+   */
   stopContainer(id: string, timeoutS: number): Promise<void>;
   /** Force-removes; a container already gone is not an error. */
   removeContainer(id: string): Promise<void>;
@@ -153,6 +197,15 @@ export interface RuntimeDriver {
   /** Labelled events from `since` (seconds) until the signal aborts or the stream breaks (then it throws). */
   events(options: { since?: number; signal: AbortSignal }): AsyncIterable<RuntimeEvent>;
   stats(id: string): Promise<ContainerUsage>;
+  /**
+   * Runtimes with many nodes: chooses the node a session's roles run on, holding its demand there until
+   * `unplace`; throws RESOURCE_EXHAUSTED when no node has room. Absent: the runtime is one host.
+   */
+  place?(request: PlacementRequest, signal?: AbortSignal): Promise<Placement>;
+  /** Gives back what `place` held for the session (its objects, while they exist, still count). */
+  unplace?(session: string): void;
+  /** The runtime's nodes, for `edgeecho resources`. */
+  nodes?(): Promise<RuntimeNode[]>;
 }
 
 /** What the runtime's sessions run, made ready (for Docker: the emulator images). */

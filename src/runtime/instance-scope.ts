@@ -65,6 +65,10 @@ export class InstanceScope implements RuntimeDriver {
   readonly instance: string;
   /** Present exactly when the wrapped runtime can unpark (warm pools check for it). */
   readonly unpark?: RuntimeDriver['unpark'];
+  /** Present exactly when the wrapped runtime has nodes to place sessions on (the workflow checks for them). */
+  readonly place?: RuntimeDriver['place'];
+  readonly unplace?: RuntimeDriver['unplace'];
+  readonly nodes?: RuntimeDriver['nodes'];
 
   constructor(
     private readonly inner: RuntimeDriver,
@@ -72,6 +76,10 @@ export class InstanceScope implements RuntimeDriver {
   ) {
     this.instance = scope.instance;
     if (inner.unpark) this.unpark = (id, parameters, options) => inner.unpark!(id, parameters, options);
+    // Nodes are shared by every instance: what others placed there counts against the room left.
+    if (inner.place) this.place = (request, signal) => inner.place!(request, signal);
+    if (inner.unplace) this.unplace = (session) => inner.unplace!(session);
+    if (inner.nodes) this.nodes = () => inner.nodes!();
   }
 
   get name(): string {

@@ -59,9 +59,18 @@ export function outcomeOf(request: FinishRequest): Outcome | null {
   }
 }
 
-/** Completed when every container exited 0 and no stats line reports an error or loss; otherwise failed, naming the first culprit. */
-export function judge(containers: readonly SessionContainer[]): Outcome {
+/**
+ * Completed when every container exited 0 and no stats line reports an error or loss; otherwise failed, naming the
+ * first culprit. `endings`: why the runtime ended containers that did not end by themselves (by id), e.g. their
+ * node went down; such a container fails the session with that reason.
+ */
+export function judge(containers: readonly SessionContainer[], endings: ReadonlyMap<string, string> = new Map()): Outcome {
   for (const c of containers) {
+    const ended = endings.get(c.id);
+    if (ended) {
+      const message = `${c.role} (${c.name}) ${ended}`;
+      return { state: 'failed', reason: `${c.role} ${ended}`, error: { code: 'RUNTIME_UNAVAILABLE', message, details: { role: c.role, runtime: ended } } };
+    }
     const stats = c.stats;
     if (c.exitCode !== 0) {
       const why = typeof stats?.error === 'string' ? `: ${stats.error}` : '';

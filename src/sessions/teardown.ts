@@ -47,6 +47,8 @@ export async function tearDown(deps: TeardownDeps, record: SessionRecord, outcom
   const networkIds = new Set([...(record.network ? [record.network.id] : []), ...managed.networks.map((n) => n.id)]);
 
   let current = record;
+  /** Why the runtime ended a container, by id, when it did not end by itself (its node went down). */
+  const endings = new Map<string, string>();
   if (!alreadyFinished && !options.rollback) {
     if (managed.containers.some((c) => c.running)) {
       await Promise.all(
@@ -56,10 +58,14 @@ export async function tearDown(deps: TeardownDeps, record: SessionRecord, outcom
       );
     }
     const collected = await Promise.all([...containerIds].map((cid) => collect(driver, cid, record, log)));
-    for (const container of collected) if (container) current = store.putContainer(id, container);
+    for (const c of collected) {
+      if (!c) continue;
+      current = store.putContainer(id, c.container);
+      if (c.ended) endings.set(c.container.id, c.ended);
+    }
   }
 
-  const decided = outcome ?? judge(current.containers);
+  const decided = outcome ?? judge(current.containers, endings);
   const state: SessionState = alreadyFinished ? record.state : decided.state;
   const keep = state === 'failed' && deps.config.keepFailed === true && !options.rollback;
   if (!keep) {
@@ -82,7 +88,7 @@ export async function tearDown(deps: TeardownDeps, record: SessionRecord, outcom
   return final;
 }
 
-async function collect(driver: RuntimeDriver, containerId: string, record: SessionRecord, log: Logger): Promise<SessionContainer | null> {
+async function collect(driver: RuntimeDriver, containerId: string, record: SessionRecord, log: Logger): Promise<{ container: SessionContainer; ended?: string } | null> {
   let state: ContainerState;
   try {
     state = await driver.inspectContainer(containerId);
@@ -98,7 +104,7 @@ async function collect(driver: RuntimeDriver, containerId: string, record: Sessi
     log.warn({ session: record.id, container: state.name, err: (err as Error).message }, 'reading the stats line failed');
   }
   const known = record.containers.find((c) => c.id === containerId);
-  return {
+  const container: SessionContainer = {
     id: containerId,
     name: state.name,
     role: state.role ?? known?.role ?? 'probe',
@@ -107,4 +113,5 @@ async function collect(driver: RuntimeDriver, containerId: string, record: Sessi
     exitCode: state.exitCode,
     stats,
   };
+  return state.ended ? { container, ended: state.ended } : { container };
 }

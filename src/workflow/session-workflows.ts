@@ -14,6 +14,7 @@ import {
   type ContainerSpec,
   type ContainerState,
   type NetworkRef,
+  type Placement,
   type ReadyInfo,
   type Role,
   type RuntimeDriver,
@@ -63,6 +64,7 @@ export interface Location {
 /** Step names, shared with the op that reads the values. */
 export const STEP = {
   admit: 'admit',
+  place: 'place',
   network: 'network',
   create: (role: Role) => `create ${role}`,
   start: (role: Role) => `start ${role}`,
@@ -113,6 +115,17 @@ export function limitsOf(role: Role, config: SessionWorkflowConfig) {
   return role === 'probe' ? config.limitsProbe : role === 'stream' ? config.limitsStream : config.limitsSegmentation;
 }
 
+/** What the roles hold where they run: the sum of their limits. */
+export function demandOf(roles: readonly Role[], config: SessionWorkflowConfig): { memoryBytes: number; nanoCpus: number } {
+  let memoryBytes = 0;
+  let nanoCpus = 0;
+  for (const role of roles) {
+    memoryBytes += limitsOf(role, config).memoryBytes;
+    nanoCpus += limitsOf(role, config).nanoCpus;
+  }
+  return { memoryBytes, nanoCpus };
+}
+
 export function sessionSteps(session: SessionSpec, deps: SessionWorkflowDeps): Step<any>[] {
   const { driver, config } = deps;
   const roles = rolesOf(session.mode);
@@ -128,7 +141,7 @@ export function sessionSteps(session: SessionSpec, deps: SessionWorkflowDeps): S
     } satisfies Step<void>,
     {
       name: STEP.network,
-      after: [STEP.admit],
+      after: [driver.place ? STEP.place : STEP.admit],
       run: async () => {
         const network = await driver.createNetwork({ session: session.id, name: objectName(session.id, 'net'), labels });
         deps.onNetwork?.(network);
@@ -138,6 +151,17 @@ export function sessionSteps(session: SessionSpec, deps: SessionWorkflowDeps): S
       undo: { name: 'remove network', run: (network) => driver.removeNetwork(network.id) },
     } satisfies Step<NetworkRef>,
   ];
+  // Runtimes with many nodes choose one for all the session's roles (their data path stays on one host).
+  const placed = driver.place !== undefined;
+  if (placed) {
+    steps.push({
+      name: STEP.place,
+      after: [STEP.admit],
+      run: async (ctx) => driver.place!({ session: session.id, demand: demandOf(roles, config) }, ctx.signal),
+      details: (placement) => placement.details,
+      undo: { name: 'release placement', run: async () => driver.unplace?.(session.id) },
+    } satisfies Step<Placement>);
+  }
 
   roles.forEach((role, index) => {
     const upstream = index > 0 ? roles[index - 1]! : null;
@@ -160,6 +184,7 @@ export function sessionSteps(session: SessionSpec, deps: SessionWorkflowDeps): S
             ...(role === 'stream' ? { publish: { port: STREAM_PORT, hostIp: config.publishHost } } : {}),
             limits: limitsOf(role, config),
             ...wiringOf(role),
+            ...(placed ? { node: ctx.result<Placement>(STEP.place).node } : {}),
           });
           deps.onContainer?.(container);
           return container;

@@ -148,16 +148,27 @@ function alive(pid: number): boolean {
 async function restartDockerd(docker: Docker): Promise<void> {
   const pid = dockerdPid();
   if (pid === null) throw new Error(`expected dockerd's pid in ${DOCKERD_PID_FILE}; cannot restart an engine this test did not find`);
+  // Started again with the environment it had (e.g. DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1), as it was found.
+  const env = dockerdEnv(pid);
   process.kill(pid, 'SIGTERM');
   await waitFor(`dockerd (pid ${pid}) to exit after SIGTERM`, async () => (alive(pid) ? undefined : true), 60_000, 250);
-  startDockerd();
+  startDockerd(env);
   await waitFor('docker info to answer after restarting dockerd', async () => ((await docker.ping()) ? true : undefined), 60_000, 500);
 }
 
-function startDockerd(): void {
+function dockerdEnv(pid: number): NodeJS.ProcessEnv {
+  try {
+    const pairs = readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').filter(Boolean);
+    return Object.fromEntries(pairs.map((p) => [p.slice(0, p.indexOf('=')), p.slice(p.indexOf('=') + 1)]));
+  } catch {
+    return process.env;
+  }
+}
+
+function startDockerd(env: NodeJS.ProcessEnv = process.env): void {
   const out = openSync(DOCKERD_LOG, 'a');
   try {
-    spawn('dockerd', [], { detached: true, stdio: ['ignore', out, out] }).unref();
+    spawn('dockerd', [], { detached: true, stdio: ['ignore', out, out], env }).unref();
   } finally {
     closeSync(out);
   }

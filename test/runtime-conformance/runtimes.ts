@@ -22,14 +22,20 @@ import { localRuntime } from '../../src/runtime/local/local-runtime.js';
 import { InstanceScope } from '../../src/runtime/instance-scope.js';
 import { newInstanceId } from '../../src/sessions/session-id.js';
 import { SESSION_MARKER_PREFIX } from '../../src/runtime/local/spawn-role.js';
-import { dockerOrSkip } from '../support/docker.js';
+import { dockerOrSkip, REQUIRE_DOCKER } from '../support/docker.js';
+import { swarmUnderTest } from './swarm-under-test.js';
 
-export type RuntimeName = 'docker' | 'local';
+export type RuntimeName = 'docker' | 'local' | 'swarm';
 
 export interface RuntimeUnderTest {
   name: RuntimeName;
   /** Runs real sessions (emulators prepared). */
   driver: RuntimeDriver;
+  /**
+   * Where a port published on 127.0.0.1 is reached: there for docker and local; a swarm opens it on every address
+   * of the node running the task, reached at the node's address.
+   */
+  publishedHost: string;
   /** A driver on the same state, as a daemon (re)start of `instance` would make it (reconcile after a "crash"). */
   freshDriver(instance?: string): RuntimeDriver;
   /** What fixture sessions run on (Docker: the host-node base image; local: unused). */
@@ -89,6 +95,7 @@ async function localUnderTest(): Promise<RuntimeUnderTest> {
   const self: RuntimeUnderTest = {
     name: 'local',
     driver: runtime.driver,
+    publishedHost: '127.0.0.1',
     freshDriver: fresh,
     fixtureImage: 'unused',
     fixtureDriver: new InstanceScope(runtime.driver, { instance: newInstanceId() }),
@@ -127,6 +134,7 @@ async function dockerUnderTest(docker: Docker): Promise<RuntimeUnderTest> {
   return {
     name: 'docker',
     driver,
+    publishedHost: '127.0.0.1',
     freshDriver: (instance) => testDriver(docker, instance),
     fixtureImage: await baseImage(docker),
     fixtureDriver,
@@ -152,6 +160,12 @@ export function runtimesUnderTest(suite: string): Promise<RuntimeUnderTest[]> {
     const docker = await dockerOrSkip(`runtime-conformance (docker): ${suite}`);
     if (docker) list.push(await dockerUnderTest(docker));
     list.push(await localUnderTest());
+    // Swarm mode changes the engine (left as found at exit): run in CI, on request, or on an engine already a manager.
+    if (docker) {
+      const swarm = await swarmUnderTest(docker, { initialise: REQUIRE_DOCKER || process.env.EDGEECHO_TEST_SWARM === '1' });
+      if (swarm) list.push(swarm);
+      else console.warn(`\n!!! SKIPPED runtime-conformance (swarm): ${suite}: the engine is in no swarm; set EDGEECHO_TEST_SWARM=1 (or EDGEECHO_REQUIRE_DOCKER=1) to make it a single-node one for the run !!!\n`);
+    }
     return list;
   })();
   return cached;

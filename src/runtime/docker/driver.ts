@@ -26,6 +26,7 @@ import {
   type RuntimeEvent,
 } from '../driver.js';
 import { dockerMessage, isStatus, mapDockerError } from './errors.js';
+import { SessionNetworks } from './session-networks.js';
 import { readEvents } from './events.js';
 import { demuxAll } from './output.js';
 import { awaitReady, ReadyWatch, type OutputSource } from './readiness.js';
@@ -44,24 +45,14 @@ export interface DockerDriverOptions {
   log?: Logger;
 }
 
-const POOL_OVERLAP = /pool overlaps|overlaps with other one|networks have overlapping/i;
-/**
- * Creates in a row answered "Pool overlaps" before giving up. Each one re-reads the engine's networks, so only
- * other daemons creating networks at that very moment can cause the next; this many in a row means something
- * else is wrong.
- */
-export const MAX_SUBNET_ATTEMPTS = 16;
+export { MAX_SUBNET_ATTEMPTS } from './session-networks.js';
 
 export class DockerDriver implements RuntimeDriver {
   readonly name = 'docker';
   readonly docker: Docker;
   readonly subnets: SubnetPool;
   private readonly log: Logger;
-  private subnetsLoaded: Promise<void> | null = null;
-  /** Subnets of the networks this driver created, by network id. */
-  private readonly networkSubnets = new Map<string, string>();
-  /** Subnets of every network on the engine at the last look, by network id. */
-  private readonly engineSubnets = new Map<string, string>();
+  private readonly networks: SessionNetworks;
   /** Output watches opened before start, consumed by waitReady. */
   private readonly watches = new Map<string, { name: string; watch: ReadyWatch }>();
   /** Containers created with an open stdin: their first line is a parked line, which the start watch settles on. */
@@ -73,6 +64,7 @@ export class DockerDriver implements RuntimeDriver {
     this.docker = options.docker ?? new Docker({ socketPath: options.socketPath ?? '/var/run/docker.sock' });
     this.subnets = new SubnetPool(options.subnetPool, options.subnetPrefix, { start: randomInt(2 ** 30) });
     this.log = options.log ?? silentLogger;
+    this.networks = new SessionNetworks(this.docker, this.subnets, this.log);
   }
 
   static fromConfig(config: { dockerSocket: string; subnetPool: string; subnetPrefix: number }, log?: Logger): DockerDriver {
@@ -87,82 +79,18 @@ export class DockerDriver implements RuntimeDriver {
     }
   }
 
-  /** Reads the subnets of every network on the engine (any daemon's), before the first allocation. */
-  private loadSubnets(): Promise<void> {
-    this.subnetsLoaded ??= this.refreshSubnets().catch((err) => {
-      this.subnetsLoaded = null;
-      throw err;
-    });
-    return this.subnetsLoaded;
+  createNetwork(spec: NetworkSpec): Promise<NetworkRef> {
+    return this.networks.create(spec, (subnet) => ({
+      Name: spec.name,
+      Driver: 'bridge',
+      CheckDuplicate: true,
+      Labels: { ...spec.labels, [LABEL_MANAGED]: 'true', [LABEL_SESSION]: spec.session },
+      IPAM: { Driver: 'default', Config: [{ Subnet: subnet }] },
+    }));
   }
 
-  /** The engine's networks now: networks made meanwhile by others are avoided, removed ones freed. */
-  private async refreshSubnets(): Promise<void> {
-    let networks: Docker.NetworkInspectInfo[];
-    try {
-      networks = await this.docker.listNetworks();
-    } catch (err) {
-      throw mapDockerError(err, 'list networks');
-    }
-    // Rebuilt, not added to: networks other daemons removed meanwhile are forgotten with their subnets.
-    this.engineSubnets.clear();
-    for (const network of networks) {
-      for (const config of network.IPAM?.Config ?? []) if (config.Subnet) this.engineSubnets.set(network.Id, config.Subnet);
-    }
-    this.subnets.observe(this.engineSubnets.values());
-  }
-
-  /** The next subnet; when none looks free, the engine is read again first (networks seen earlier may be gone). */
-  private async allocateSubnet(): Promise<string> {
-    try {
-      return this.subnets.allocate();
-    } catch {
-      await this.refreshSubnets();
-      return this.subnets.allocate();
-    }
-  }
-
-  async createNetwork(spec: NetworkSpec): Promise<NetworkRef> {
-    await this.loadSubnets();
-    for (let attempt = 1; attempt <= MAX_SUBNET_ATTEMPTS; attempt++) {
-      const subnet = await this.allocateSubnet();
-      try {
-        const network = await this.docker.createNetwork({
-          Name: spec.name,
-          Driver: 'bridge',
-          CheckDuplicate: true,
-          Labels: { ...spec.labels, [LABEL_MANAGED]: 'true', [LABEL_SESSION]: spec.session },
-          IPAM: { Driver: 'default', Config: [{ Subnet: subnet }] },
-        });
-        this.networkSubnets.set(network.id, subnet);
-        return { id: network.id, name: spec.name, subnet };
-      } catch (err) {
-        this.subnets.release(subnet);
-        if (!POOL_OVERLAP.test(dockerMessage(err))) throw mapDockerError(err, `create network ${spec.name}`);
-        // Another daemon took it since the last look: look again, so the next pick avoids all it made meanwhile.
-        this.log.debug({ subnet, network: spec.name, attempt }, 'subnet taken outside this daemon; reading the engine\'s networks again');
-        await this.refreshSubnets();
-      }
-    }
-    throw new EdgeechoError(
-      'RESOURCE_EXHAUSTED',
-      `${MAX_SUBNET_ATTEMPTS} subnets of ${this.subnets.pool} in a row overlapped networks created meanwhile outside this daemon, for ${spec.name}; other processes on this engine may be using the same pool: give each daemon its own EDGEECHO_SUBNET_POOL`,
-      { pool: this.subnets.pool, prefix: this.subnets.prefix, attempts: MAX_SUBNET_ATTEMPTS },
-    );
-  }
-
-  async removeNetwork(id: string): Promise<void> {
-    try {
-      await this.docker.getNetwork(id).remove();
-    } catch (err) {
-      if (!isStatus(err, 404)) throw mapDockerError(err, `remove network ${id}`);
-    }
-    const subnet = this.networkSubnets.get(id) ?? this.engineSubnets.get(id);
-    if (subnet) {
-      this.networkSubnets.delete(id);
-      this.engineSubnets.delete(id);
-      this.subnets.release(subnet);
-    }
+  removeNetwork(id: string): Promise<void> {
+    return this.networks.remove(id);
   }
 
   async createContainer(spec: ContainerSpec): Promise<ContainerRef> {

@@ -1,0 +1,197 @@
+/**
+ * Runtime events of a swarm. A manager's engine emits no task events, and the containers run on other nodes
+ * whose engine events it never sees, so the watch reads the manager's task and node lists every
+ * EDGEECHO_SWARM_POLL_MS and turns what changed into the seam's events: a task reaching running is `start`, a
+ * task reaching an end state is `die` (with its exit code when its container ran), a live task whose node went
+ * down is `die` too (the manager cannot hear from it any more), and a service gone is `destroy`. What the driver
+ * itself sees on the way (a task found ended before its service is removed, a service removed) is recorded at
+ * once. Events are kept in a bounded journal so a subscriber asking `since` a moment in the past gets them again,
+ * as the engine's event stream replays.
+ */
+import type { Logger } from 'pino';
+import { LABEL_INSTANCE, LABEL_ROLE, LABEL_SESSION, type RuntimeEvent } from '../driver.js';
+import { TERMINAL_TASK_STATES, type SwarmNode, type SwarmService, type SwarmTask } from './swarm-objects.js';
+
+export const JOURNAL_EVENTS = 4096;
+
+export interface SwarmListing {
+  services: SwarmService[];
+  tasks: SwarmTask[];
+  nodes: SwarmNode[];
+}
+
+interface Seen {
+  service: string;
+  state: string;
+  node?: string;
+  /** A `die` was emitted for it (an end state, or its node lost). */
+  died: boolean;
+}
+
+type Listener = { event(e: RuntimeEvent): void; failed(err: Error): void };
+
+export class TaskWatch {
+  private readonly journal: RuntimeEvent[] = [];
+  private readonly listeners = new Set<Listener>();
+  private readonly tasks = new Map<string, Seen>();
+  private readonly services = new Map<string, Record<string, string>>();
+  private readonly nodeStates = new Map<string, string>();
+  private timer: NodeJS.Timeout | null = null;
+  private polling: Promise<void> | null = null;
+  private primed = false;
+  private closed = false;
+
+  constructor(
+    private readonly list: () => Promise<SwarmListing>,
+    private readonly options: { intervalMs: number; log: Logger; now?: () => number },
+  ) {}
+
+  /** Starts polling (idempotent); it runs until close. */
+  start(): void {
+    if (this.timer || this.closed) return;
+    const tick = (): void => {
+      this.timer = setTimeout(() => void this.poll().finally(() => !this.closed && tick()), this.options.intervalMs);
+      this.timer.unref();
+    };
+    void this.poll();
+    tick();
+  }
+
+  close(): void {
+    this.closed = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+  }
+
+  /** One look now (joined when one is under way). */
+  poll(): Promise<void> {
+    this.polling ??= this.list()
+      .then((listing) => this.observe(listing))
+      .catch((err: Error) => {
+        this.options.log.debug({ err: err.message }, 'swarm task listing failed');
+        for (const l of this.listeners) l.failed(err);
+      })
+      .finally(() => (this.polling = null));
+    return this.polling;
+  }
+
+  /** Diffs a full listing against the last one. */
+  observe(listing: SwarmListing): void {
+    const nodeLost = new Map<string, string>();
+    for (const node of listing.nodes) {
+      const state = node.Status?.State ?? 'unknown';
+      if (state !== 'ready') nodeLost.set(node.ID, `${node.Description?.Hostname ?? node.ID.slice(0, 12)} is ${state}`);
+      this.nodeStates.set(node.ID, state);
+    }
+    const present = new Set<string>();
+    for (const service of listing.services) {
+      present.add(service.ID);
+      this.services.set(service.ID, service.Spec.Labels ?? {});
+    }
+    this.observeTasks(listing.tasks, nodeLost);
+    for (const id of [...this.services.keys()]) if (!present.has(id)) this.removed(id);
+    this.primed = true;
+  }
+
+  /** Diffs tasks (of one service or all); nodeLost names nodes that are not ready, by id. */
+  observeTasks(tasks: readonly SwarmTask[], nodeLost: ReadonlyMap<string, string> = new Map()): void {
+    for (const task of tasks) {
+      const seen = this.tasks.get(task.ID);
+      const state = task.Status.State;
+      const ended = TERMINAL_TASK_STATES.has(state);
+      const at = this.timeNano(task.Status.Timestamp);
+      if (!seen) {
+        const entry: Seen = { service: task.ServiceID, state, died: false, ...(task.NodeID ? { node: task.NodeID } : {}) };
+        this.tasks.set(task.ID, entry);
+        // Before the first full look, ends are history: journalled with their own time, so `since` replays them.
+        if (ended) this.die(task, entry, at);
+        else if (state === 'running' && this.primed) this.emit(task.ServiceID, 'start', at);
+      } else if (seen.state !== state) {
+        seen.state = state;
+        if (task.NodeID) seen.node = task.NodeID;
+        if (ended) this.die(task, seen, at);
+        else if (state === 'running') this.emit(task.ServiceID, 'start', at);
+      }
+      const entry = this.tasks.get(task.ID)!;
+      const lost = task.NodeID ? nodeLost.get(task.NodeID) : undefined;
+      if (lost && !ended && !entry.died) {
+        entry.died = true;
+        this.emit(task.ServiceID, 'die', this.now(), { reason: `node ${lost}` });
+      }
+    }
+  }
+
+  /** A service is gone (removed by the driver or seen missing): `destroy`, and its tasks forgotten. */
+  removed(serviceId: string): void {
+    if (!this.services.has(serviceId)) return;
+    this.emit(serviceId, 'destroy', this.now());
+    this.services.delete(serviceId);
+    for (const [id, seen] of this.tasks) if (seen.service === serviceId) this.tasks.delete(id);
+  }
+
+  /** Labels the driver learned when creating a service, before any listing shows it. */
+  known(serviceId: string, labels: Record<string, string>): void {
+    this.services.set(serviceId, labels);
+  }
+
+  async *events(options: { since?: number; signal: AbortSignal }): AsyncGenerator<RuntimeEvent> {
+    const queue: RuntimeEvent[] = [];
+    let failure: Error | null = null;
+    let wake: (() => void) | null = null;
+    const notify = (): void => {
+      const w = wake;
+      wake = null;
+      w?.();
+    };
+    const listener: Listener = {
+      event: (e) => (queue.push(e), notify()),
+      failed: (err) => ((failure = err), notify()),
+    };
+    if (options.since !== undefined) {
+      const from = options.since * 1e9;
+      for (const e of this.journal) if (e.timeNano >= from) queue.push(e);
+    }
+    this.listeners.add(listener);
+    options.signal.addEventListener('abort', notify, { once: true });
+    this.start();
+    try {
+      while (!options.signal.aborted) {
+        while (queue.length) yield queue.shift()!;
+        if (failure) throw failure;
+        await new Promise<void>((resolve) => (wake = resolve));
+      }
+    } finally {
+      this.listeners.delete(listener);
+      options.signal.removeEventListener('abort', notify);
+    }
+  }
+
+  private die(task: SwarmTask, seen: Seen, at: number): void {
+    if (seen.died) return;
+    seen.died = true;
+    const code = task.Status.ContainerStatus?.ExitCode;
+    const ran = task.Status.State !== 'rejected' && task.Status.State !== 'orphaned';
+    this.emit(task.ServiceID, 'die', at, ran && typeof code === 'number' ? { exitCode: code } : { reason: task.Status.Err || task.Status.State });
+  }
+
+  private emit(serviceId: string, action: string, timeNano: number, extra: { exitCode?: number; reason?: string } = {}): void {
+    const labels = this.services.get(serviceId) ?? {};
+    const event: RuntimeEvent = { type: 'container', action, id: serviceId, timeNano };
+    if (labels[LABEL_SESSION]) event.session = labels[LABEL_SESSION];
+    if (labels[LABEL_ROLE]) event.role = labels[LABEL_ROLE];
+    if (labels[LABEL_INSTANCE]) event.instance = labels[LABEL_INSTANCE];
+    if (extra.exitCode !== undefined) event.exitCode = extra.exitCode;
+    this.journal.push(event);
+    if (this.journal.length > JOURNAL_EVENTS) this.journal.splice(0, this.journal.length - JOURNAL_EVENTS);
+    for (const l of this.listeners) l.event(event);
+  }
+
+  private now(): number {
+    return (this.options.now?.() ?? Date.now()) * 1e6;
+  }
+
+  private timeNano(timestamp: string | undefined): number {
+    const ms = timestamp ? Date.parse(timestamp) : NaN;
+    return Number.isFinite(ms) ? ms * 1e6 : this.now();
+  }
+}
