@@ -5,7 +5,8 @@
  * Beside it, measured in the same run: for docker, the same network and containers (images, env, limits) created,
  * started, waited for and removed with raw dockerode calls, no daemon; for local, the docker daemon's rate
  * (target: local >= 5x docker).
- * `npm run bench -- churn [minutes=5] [concurrency=3] [runtimes=docker,local]`; minutes may be fractional.
+ * `npm run bench -- churn [minutes=5] [concurrency=3] [runtimes=docker,local[,swarm]]`; minutes may be fractional
+ * (swarm: a single-node swarm made for the run and left as found).
  */
 import Docker from 'dockerode';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -16,6 +17,8 @@ import { loadConfig, type Config } from '../src/config.js';
 import { runLabel, cleanupDaemons, labelledObjects, startDaemonProcess, TEST_LABEL, waitFor, type DaemonProcess } from '../support/daemon-process.js';
 import { killMentioning, localObjects } from '../support/local-objects.js';
 import { listAllSessions } from '../support/session-pages.js';
+import { ensureSwarm, labelledSwarmObjects, removeLabelledSwarm } from '../support/swarm-mode.js';
+import { LABEL_SESSION } from '../src/runtime/driver.js';
 
 const LABEL = runLabel('bench-churn');
 const COUNT = 10_000;
@@ -115,7 +118,7 @@ async function rawSession(docker: Docker, config: Config, n: number): Promise<bo
   }
 }
 
-type RuntimeName = 'docker' | 'local';
+type RuntimeName = 'docker' | 'local' | 'swarm';
 
 interface DaemonRun {
   runtime: RuntimeName;
@@ -133,11 +136,12 @@ interface DaemonRun {
 }
 
 /** One runtime's daemon: warm-up, then `minutes` of churn with RSS sampled, then leaks and records counted. */
-async function daemonRun(runtime: RuntimeName, docker: Docker | null, minutes: number, concurrency: number): Promise<DaemonRun> {
+async function daemonRun(runtime: RuntimeName, docker: Docker | null, minutes: number, concurrency: number, swarmConstraint?: string): Promise<DaemonRun> {
   let daemon: DaemonProcess | undefined;
   let client: Client | undefined;
   try {
-    daemon = await startDaemonProcess({ label: LABEL, env: { EDGEECHO_RUNTIME: runtime } });
+    const env = { EDGEECHO_RUNTIME: runtime, ...(runtime === 'swarm' && swarmConstraint ? { EDGEECHO_SWARM_CONSTRAINTS: swarmConstraint } : {}) };
+    daemon = await startDaemonProcess({ label: LABEL, env });
     client = await connect({ port: daemon.port });
     const rssLaunch = rssBytes(daemon.pid);
     let warm = 0;
@@ -156,6 +160,7 @@ async function daemonRun(runtime: RuntimeName, docker: Docker | null, minutes: n
     const dataDir = daemon.dataDir;
     const leftNow = async (): Promise<string[]> => {
       if (runtime === 'local') return localObjects(dataDir);
+      if (runtime === 'swarm') return labelledSwarmObjects(docker!, TEST_LABEL, LABEL, LABEL_SESSION);
       const l = await labelledObjects(docker!, LABEL);
       return [...l.containers, ...l.networks];
     };
@@ -178,7 +183,8 @@ async function daemonRun(runtime: RuntimeName, docker: Docker | null, minutes: n
     await client?.close().catch(() => undefined);
     // SIGTERM first so the daemon closes its records cleanly; then whatever is left goes.
     await daemon?.kill('SIGTERM');
-    if (runtime === 'docker') await cleanupDaemons(docker, LABEL, [daemon], []);
+    if (runtime === 'swarm') await removeLabelledSwarm(docker!, TEST_LABEL, LABEL);
+    if (runtime !== 'local') await cleanupDaemons(docker, LABEL, [daemon], []);
     if (daemon) {
       killMentioning(join(daemon.dataDir, 'local'));
       rmSync(daemon.dataDir, { recursive: true, force: true });
@@ -191,10 +197,11 @@ export default async function main(argv: string[]): Promise<void> {
   const concurrency = Math.max(1, Math.min(16, Math.floor(Number(argv[1] ?? DEFAULT_CONCURRENCY)) || DEFAULT_CONCURRENCY));
   if (!(minutes > 0 && minutes <= 120)) throw new Error(`churn: expected minutes in (0, 120], got "${argv[0]}"`);
   const runtimes = (argv[2] ?? 'docker,local').split(',') as RuntimeName[];
-  if (!runtimes.length || runtimes.some((r) => r !== 'docker' && r !== 'local')) throw new Error(`churn: expected runtimes among docker,local, got "${argv[2]}"`);
+  if (!runtimes.length || runtimes.some((r) => r !== 'docker' && r !== 'local' && r !== 'swarm')) throw new Error(`churn: expected runtimes among docker,local,swarm, got "${argv[2]}"`);
   const { config } = loadConfig({ env: process.env });
-  const docker = runtimes.includes('docker') ? new Docker({ socketPath: config.dockerSocket }) : null;
+  const docker = runtimes.some((r) => r !== 'local') ? new Docker({ socketPath: config.dockerSocket }) : null;
   await docker?.ping();
+  const swarm = runtimes.includes('swarm') ? await ensureSwarm(docker!) : null;
 
   let baseline: Phase | null = null;
   if (docker) {
@@ -205,7 +212,7 @@ export default async function main(argv: string[]): Promise<void> {
     baseline = await churn(concurrency, () => rawN < baselineTotal + 1, () => rawSession(docker, config, rawN++));
   }
   const runs: DaemonRun[] = [];
-  for (const runtime of runtimes) runs.push(await daemonRun(runtime, docker, minutes, concurrency));
+  for (const runtime of runtimes) runs.push(await daemonRun(runtime, docker, minutes, concurrency, swarm?.constraint));
 
   const dockerRun = runs.find((r) => r.runtime === 'docker');
   const rows: Array<[string, string]> = [['duration (timed phase)', `${minutes} min per runtime, ${concurrency} at a time, segmented count=${COUNT}`]];
@@ -217,6 +224,7 @@ export default async function main(argv: string[]): Promise<void> {
       [`${r.runtime}: daemon timed`, `${r.timed.sessions} sessions, ${round(r.timed.perMinute)} /min, ${r.timed.failed} failed`],
       ...(r.runtime === 'docker' && baseline ? [[`docker: daemon / raw dockerode`, `${round(r.timed.perMinute / baseline.perMinute, 2)}x sessions per minute`] as [string, string]] : []),
       ...(r.runtime === 'local' && dockerRun ? [[`local / docker daemon`, `${round(r.timed.perMinute / dockerRun.timed.perMinute, 2)}x sessions per minute (target >= 5x)`] as [string, string]] : []),
+      ...(r.runtime === 'swarm' && dockerRun ? [[`swarm / docker daemon`, `${round(r.timed.perMinute / dockerRun.timed.perMinute, 2)}x sessions per minute (the cost of the cluster layer)`] as [string, string]] : []),
       [`${r.runtime}: RSS launch/start/end/peak`, `${mb(r.rssLaunch)} / ${mb(r.rssStart)} / ${mb(r.rssEnd)} / ${mb(r.rssPeak)} MB`],
       [`${r.runtime}: RSS growth after warm-up`, `${round(growth * 100)} % (target <= 10 %)`],
       [`${r.runtime}: left in the runtime`, `${r.left.length} objects (target 0)${r.left.length ? ': ' + r.left.slice(0, 5).join(', ') : ''}`],
@@ -246,5 +254,7 @@ export default async function main(argv: string[]): Promise<void> {
   if (dockerRun && baseline) figures.docker_ratio_vs_raw = round(dockerRun.timed.perMinute / baseline.perMinute, 3);
   const localRun = runs.find((r) => r.runtime === 'local');
   if (localRun && dockerRun) figures.local_ratio_vs_docker = round(localRun.timed.perMinute / dockerRun.timed.perMinute, 3);
+  const swarmRun = runs.find((r) => r.runtime === 'swarm');
+  if (swarmRun && dockerRun) figures.swarm_ratio_vs_docker = round(swarmRun.timed.perMinute / dockerRun.timed.perMinute, 3);
   process.stdout.write(JSON.stringify(figures) + '\n');
 }

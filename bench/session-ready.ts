@@ -4,8 +4,10 @@
  * containers created and started with raw parallel dockerode calls, waiting for the same ready lines and the
  * published port. Local: the same three emulator bundles spawned at once as bare node processes on the same kind of
  * ports, waiting for their ready lines. Every local session starts fresh processes: these are cold starts.
- * `npm run bench -- session-ready [iterations=3] [runtimes=docker,local]`. Targets: ready <= 1.1x the raw bound;
- * local segmented p50 < 150 ms.
+ * Swarm: the swarm runtime's sessions (services on a single-node swarm, made for the run and left as found) beside
+ * the same raw dockerode bound, so its ratio is the cost of the cluster layer.
+ * `npm run bench -- session-ready [iterations=3] [runtimes=docker,local[,swarm]]`. Targets: ready <= 1.1x the raw bound;
+ * local segmented p50 < 150 ms; swarm <= 2x the Docker runtime.
  */
 import Docker from 'dockerode';
 import { spawn } from 'node:child_process';
@@ -23,6 +25,8 @@ import type { Role } from '../src/runtime/driver.js';
 import { localLayout } from '../src/runtime/local/layout.js';
 import { localRuntime } from '../src/runtime/local/local-runtime.js';
 import { PortAllocator } from '../src/runtime/local/ports.js';
+import { SwarmDriver } from '../src/runtime/swarm/driver.js';
+import { ensureSwarm, removeLabelledSwarm } from '../support/swarm-mode.js';
 import { SessionBus } from '../src/sessions/events.js';
 import { SessionLifecycle } from '../src/sessions/lifecycle.js';
 import { openSessionStore } from '../src/sessions/sqlite-store.js';
@@ -73,13 +77,29 @@ export default async function main(argv: string[]): Promise<void> {
   const rows: Row[] = [];
   if (runtimes.includes('docker')) rows.push(...(await dockerRows(config, iterations)));
   if (runtimes.includes('local')) rows.push(...(await localRows(config, iterations)));
+  if (runtimes.includes('swarm')) rows.push(...(await swarmRows(config, iterations)));
   console.log(`session ready time, median of ${iterations} (ms)`);
   console.log('runtime  mode        session.create   raw parallel   ratio (target <= 1.10)');
   for (const row of rows) console.log(`${row.runtime.padEnd(9)}${row.mode.padEnd(12)}${String(row.ours_ms).padStart(14)}${String(row.raw_ms).padStart(15)}${row.ratio.toFixed(2).padStart(8)}`);
   const local = rows.find((r) => r.runtime === 'local' && r.mode === 'segmented');
   const docker = rows.find((r) => r.runtime === 'docker' && r.mode === 'segmented');
   if (local) console.log(`local segmented p50 ${local.ours_ms} ms (target < 150 ms cold)${docker ? `; docker ${docker.ours_ms} ms (${(docker.ours_ms / local.ours_ms).toFixed(1)}x slower)` : ''}`);
-  console.log(JSON.stringify({ bench: 'session-ready', iterations, results: rows, ...(local && docker ? { local_vs_docker_segmented: Math.round((local.ours_ms / docker.ours_ms) * 1000) / 1000 } : {}) }));
+  const swarmVsDocker: Record<string, number> = {};
+  for (const mode of ['plain', 'segmented']) {
+    const s = rows.find((r) => r.runtime === 'swarm' && r.mode === mode);
+    const d = rows.find((r) => r.runtime === 'docker' && r.mode === mode);
+    if (s && d) swarmVsDocker[mode] = Math.round((s.ours_ms / d.ours_ms) * 100) / 100;
+  }
+  if (Object.keys(swarmVsDocker).length) console.log(`swarm / docker runtime: plain ${swarmVsDocker.plain ?? '-'}x, segmented ${swarmVsDocker.segmented ?? '-'}x (target <= 2x)`);
+  console.log(
+    JSON.stringify({
+      bench: 'session-ready',
+      iterations,
+      results: rows,
+      ...(local && docker ? { local_vs_docker_segmented: Math.round((local.ours_ms / docker.ours_ms) * 1000) / 1000 } : {}),
+      ...(Object.keys(swarmVsDocker).length ? { swarm_vs_docker: swarmVsDocker } : {}),
+    }),
+  );
 }
 
 /** The local runtime: lifecycle over the LocalDriver beside bare parallel node processes. */
@@ -154,5 +174,39 @@ async function dockerRows(config: Config, iterations: number): Promise<Row[]> {
     return await measure('docker', iterations, (mode) => rawSession(mode, made), ours, (id) => removeSession(docker, id));
   } finally {
     for (const id of made) await removeSession(docker, id);
+  }
+}
+
+/** The swarm runtime on a single-node swarm, beside the raw dockerode bound of the Docker engine under it. */
+async function swarmRows(config: Config, iterations: number): Promise<Row[]> {
+  const docker = new Docker({ socketPath: config.dockerSocket });
+  await ensureEmulatorImages(docker, { config, log: silentLogger });
+  const swarm = await ensureSwarm(docker);
+  const driver = new SwarmDriver({
+    docker,
+    subnetPool: config.subnetPool,
+    subnetPrefix: config.subnetPrefix,
+    endpointMode: 'dnsrr',
+    stopGraceS: config.stopTimeoutS,
+    constraints: [{ ...swarm.placement, equal: true }],
+    cpuRatio: config.swarmCpuRatio,
+    pollMs: config.swarmPollMs,
+  });
+  const admission = { admit: () => undefined, release: () => undefined, adopt: () => undefined };
+  const lifecycle = new SessionLifecycle({ driver, store: openSessionStore(':memory:'), bus: new SessionBus(), admission, config, log: silentLogger, labels: LABELS });
+  const signal = new AbortController().signal;
+  const rawSession = await rawSessions(docker, config, LABELS);
+  const made = new Set<string>();
+  const ours: Timed = async (mode) => {
+    const t0 = performance.now();
+    const result = await lifecycle.create({ mode, count: 10 }, { signal, status: (f) => void (typeof f.session === 'string' && made.add(f.session)) });
+    return { ms: performance.now() - t0, id: result.id };
+  };
+  try {
+    return await measure('swarm', iterations, (mode) => rawSession(mode, made), ours, (id) => removeSession(docker, id));
+  } finally {
+    for (const id of made) await removeSession(docker, id);
+    await removeLabelledSwarm(docker, 'io.edgeecho.test', 'bench');
+    driver.close();
   }
 }

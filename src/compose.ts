@@ -109,7 +109,8 @@ export async function createOps(config: Config, log: Logger): Promise<Ops> {
     const registry = new OpRegistry();
     const usage = (session: string) => tracker.latest()?.sessions.find((s) => s.session === session);
     for (const op of sessionOps({ lifecycle, store, config, usage })) registry.register(op);
-    for (const op of resourceOps({ tracker, admission, instance, pool })) registry.register(op);
+    const nodes = driver.nodes ? () => driver.nodes!() : undefined;
+    for (const op of resourceOps({ tracker, admission, instance, pool, ...(nodes ? { nodes } : {}) })) registry.register(op);
     registry.register(metricsOp(metrics));
     return { registry, runtime: runtime.name, metrics, instance, close: () => closeAll(closers, log) };
   } catch (err) {

@@ -15,8 +15,17 @@ import { PROBE_PORT, STREAM_PORT } from '../src/workflow/session-workflows.js';
 
 export async function removeSession(docker: Docker, id: string): Promise<void> {
   const filters = { label: [`${LABEL_SESSION}=${id}`] };
+  // A swarm session's services first (on an engine in a swarm): their task containers go with them.
+  const services = await docker.listServices({ filters }).catch(() => []);
+  await Promise.all(services.map((s) => docker.getService(s.ID!).remove().catch(() => {})));
   await Promise.all((await docker.listContainers({ all: true, filters })).map((c) => docker.getContainer(c.Id).remove({ force: true }).catch(() => {})));
-  for (const n of await docker.listNetworks({ filters })) await docker.getNetwork(n.Id).remove().catch(() => {});
+  // An overlay network is refused while a removed service's task still leaves it: a few tries, bounded.
+  for (let attempt = 0; attempt < (services.length ? 40 : 1); attempt++) {
+    const networks = await docker.listNetworks({ filters });
+    if (!networks.length) return;
+    for (const n of networks) await docker.getNetwork(n.Id).remove().catch(() => {});
+    if (attempt) await new Promise((r) => setTimeout(r, 250));
+  }
 }
 
 /** Makes raw sessions; their subnets come from a pool of their own, past what existing networks hold. */

@@ -16,8 +16,9 @@ const FLAGS = {
 export const usage = `usage: edgeecho resources [--fresh] [--json]
 
 Shows the host (CPU, memory, load, disk of the data directory), the runtime serving sessions (docker: this daemon's
-containers and networks, and counts of those of other instances; local: its processes), what admission has reserved
-against capacity, and per-session usage.
+containers and networks, and counts of those of other instances; local: its processes; swarm: its services), what
+admission has reserved against capacity, per-session usage, and under the swarm runtime its nodes (state,
+availability, labels, capacity, what sessions placed there hold, and whether new sessions may go there).
 
 ${formatFlags(FLAGS)}
 `;
@@ -63,7 +64,7 @@ export function renderResources(answer: unknown): string {
 
   const engineState = engine.reachable === false ? `unreachable${engine.error ? ': ' + String(engine.error) : ''}` : 'reachable';
   // The local runtime's "containers" are processes and its "networks" per-session records: say so.
-  const [things, nets] = engine.name === 'local' ? ['processes', 'session records'] : ['containers', 'networks'];
+  const [things, nets] = engine.name === 'local' ? ['processes', 'session records'] : engine.name === 'swarm' ? ['services', 'networks'] : ['containers', 'networks'];
   out.push(`runtime   ${String(engine.name ?? 'docker')} (${engineState}): ${num(engine.running)} of ${num(engine.containers)} ${things} running, ${num(engine.networks)} ${nets}`);
   if (typeof data.instance === 'string') out.push(`instance  ${data.instance}`);
   // Other daemons' objects, and old unlabelled ones: shown so an operator sees what this daemon leaves alone.
@@ -88,6 +89,24 @@ export function renderResources(answer: unknown): string {
         `${num(p.recycled)} recycled, ${num(p.failed)} failed parks${p.error ? ` (${String(p.error)})` : ''}`,
     );
   }
+  const nodes = Array.isArray(data.nodes) ? (data.nodes as unknown[]).map(obj) : null;
+  if (nodes) {
+    out.push('');
+    const rows = nodes.map((n) => [
+      String(n.hostname ?? '?'),
+      String(n.address ?? '-'),
+      `${String(n.state ?? '?')}/${String(n.availability ?? '?')}`,
+      `${formatBytes(n.reserved_memory_bytes)} of ${formatBytes(n.capacity_memory_bytes)}`,
+      `${num(n.reserved_cpus)} of ${num(n.capacity_cpus)}`,
+      num(n.sessions),
+      n.eligible === false ? `no: ${String(n.why ?? '')}` : 'yes',
+      Object.entries(obj(n.labels))
+        .map(([k, v]) => `${k}=${String(v)}`)
+        .join(',') || '-',
+    ]);
+    out.push(renderTable([['NODE', 'ADDRESS', 'STATE', 'MEMORY', 'CPUS', 'SESSIONS', 'TAKES SESSIONS', 'LABELS'], ...rows]).trimEnd());
+  }
+  if (typeof data.nodes_error === 'string') out.push(`nodes     unreadable: ${data.nodes_error}`);
   out.push('');
   if (sessions.length === 0) out.push('no live sessions');
   else {

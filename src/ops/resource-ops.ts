@@ -5,6 +5,7 @@
  * answer is spelled snake_case like every other frame (protocol/SPEC.md, "Session and resource ops").
  */
 import type { OpDefinition } from './contract.js';
+import type { RuntimeNode } from '../runtime/driver.js';
 import type { Admission, AdmissionState } from '../resources/admission.js';
 import type { PoolModeView } from '../sessions/pool.js';
 import type { EngineSnapshot, HostSnapshot, ResourceSnapshot, ResourceTracker, SessionUsage } from '../resources/tracker.js';
@@ -16,6 +17,45 @@ export interface ResourceOpsDeps {
   instance?: string;
   /** The warm pools: answered as `pool` (sizes, parked, refilling, hits, misses) when any is configured. */
   pool?: { view(): Record<string, PoolModeView>; has(id: string): boolean };
+  /** A runtime with many nodes (swarm): answered as `nodes`, read from the runtime at each request. */
+  nodes?: () => Promise<RuntimeNode[]>;
+}
+
+export interface NodeWire {
+  id: string;
+  hostname: string;
+  address: string;
+  role: string;
+  state: string;
+  availability: string;
+  labels: Record<string, string>;
+  capacity_memory_bytes: number;
+  capacity_cpus: number;
+  reserved_memory_bytes: number;
+  reserved_cpus: number;
+  sessions: number;
+  eligible: boolean;
+  why?: string;
+}
+
+export function nodeWire(n: RuntimeNode): NodeWire {
+  const out: NodeWire = {
+    id: n.id,
+    hostname: n.hostname,
+    address: n.address,
+    role: n.role,
+    state: n.state,
+    availability: n.availability,
+    labels: { ...n.labels },
+    capacity_memory_bytes: n.capacity.memoryBytes,
+    capacity_cpus: n.capacity.nanoCpus / 1e9,
+    reserved_memory_bytes: n.reserved.memoryBytes,
+    reserved_cpus: n.reserved.nanoCpus / 1e9,
+    sessions: n.sessions,
+    eligible: n.eligible,
+  };
+  if (n.why !== undefined) out.why = n.why;
+  return out;
 }
 
 export interface HostWire {
@@ -57,6 +97,8 @@ export interface ResourcesResult {
   sessions: SessionUsageWire[];
   admission?: AdmissionWire;
   pool?: Record<string, PoolModeView>;
+  nodes?: NodeWire[];
+  nodes_error?: string;
 }
 
 function hostWire(h: HostSnapshot): HostWire {
@@ -111,7 +153,7 @@ export function resourcesWire(snapshot: ResourceSnapshot, admission?: AdmissionS
 export function resourceOps(deps: ResourceOpsDeps): OpDefinition[] {
   const resources: OpDefinition<{ fresh?: boolean }> = {
     name: 'resources',
-    summary: 'host CPU, memory, load and disk, engine objects, per-session usage and admission reservations',
+    summary: 'host CPU, memory, load and disk, engine objects, per-session usage, admission reservations and (swarm) nodes',
     args: { fresh: { type: 'boolean' } },
     async handler(args): Promise<ResourcesResult> {
       const snapshot = args.fresh ? await deps.tracker.sampleFresh() : (deps.tracker.latest() ?? (await deps.tracker.sample()));
@@ -120,6 +162,13 @@ export function resourceOps(deps: ResourceOpsDeps): OpDefinition[] {
       if (deps.pool) out.sessions = out.sessions.filter((s) => !deps.pool!.has(s.session));
       const pool = deps.pool?.view();
       if (pool && Object.values(pool).some((p) => p.size > 0 || p.parked > 0)) out.pool = pool;
+      if (deps.nodes) {
+        try {
+          out.nodes = (await deps.nodes()).map(nodeWire);
+        } catch (err) {
+          out.nodes_error = (err as Error).message;
+        }
+      }
       return out;
     },
   };

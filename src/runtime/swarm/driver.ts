@@ -73,8 +73,10 @@ export class SwarmDriver implements RuntimeDriver {
   private readonly watch: TaskWatch;
   /** Placements made here whose services may not be listed yet, by session. */
   private readonly placed = new Map<string, { node: string; demand: Demand }>();
-  /** The session of each network made here, so its removal ends the session's placement. */
+  /** The session of each network made here. */
   private readonly networkSessions = new Map<string, string>();
+  /** Services made here, by session: once the last is removed, the placement is the listing's (nothing) again. */
+  private readonly sessionServices = new Map<string, Set<string>>();
   /** When each task was first seen running (the manager keeps only a task's latest status time). */
   private readonly startedAt = new Map<string, string>();
   private selfNode: Promise<string> | null = null;
@@ -130,8 +132,9 @@ export class SwarmDriver implements RuntimeDriver {
   }
 
   async removeNetwork(id: string): Promise<void> {
-    // A removed service's task leaves the network a moment later, on its node: until then the manager refuses.
     const deadline = Date.now() + NETWORK_REMOVE_WAIT_MS;
+    await this.tasksGone(id, deadline);
+    // A removed service's task leaves the network a moment later, on its node: until then the manager refuses.
     for (;;) {
       try {
         await this.networks.remove(id);
@@ -141,9 +144,35 @@ export class SwarmDriver implements RuntimeDriver {
         await sleep(250);
       }
     }
+    // The manager's engine keeps its own copy of the network while a container of it is still attached here.
+    while (Date.now() < deadline && (await this.networkListed(id))) await sleep(TASK_LOOK_MS);
     const session = this.networkSessions.get(id);
     this.networkSessions.delete(id);
-    if (session) this.placed.delete(session);
+    if (session) {
+      this.placed.delete(session);
+      this.sessionServices.delete(session);
+    }
+  }
+
+  /**
+   * The session's services are removed before its network; their task containers go a moment later, on their
+   * nodes, and the manager drops a task once its node reports it removed. Waited for here (after the session's
+   * outcome is recorded), so a finished session has left nothing on any node that answers.
+   */
+  private async tasksGone(networkId: string, deadline: number): Promise<void> {
+    let session = this.networkSessions.get(networkId);
+    if (!session) {
+      const network = await this.docker.getNetwork(networkId).inspect().catch(() => null);
+      session = (network as { Labels?: Record<string, string> } | null)?.Labels?.[LABEL_SESSION];
+    }
+    if (!session) return;
+    while (Date.now() < deadline) {
+      const [tasks, nodes] = await Promise.all([this.listTasksOf(session), this.listNodes()]);
+      const down = new Set(nodes.filter((n) => n.Status?.State !== 'ready').map((n) => n.ID));
+      // A node that is down removes its containers when it comes back; nothing here can wait for that.
+      if (tasks.every((t) => t.NodeID && down.has(t.NodeID))) return;
+      await sleep(TASK_LOOK_MS);
+    }
   }
 
   async createContainer(spec: ContainerSpec): Promise<ContainerRef> {
@@ -158,6 +187,8 @@ export class SwarmDriver implements RuntimeDriver {
     }
     this.watch.known(id, labelsOf(spec));
     this.watch.start();
+    const services = this.sessionServices.get(spec.session) ?? new Set<string>();
+    this.sessionServices.set(spec.session, services.add(id));
     return { id, name: spec.name, role: spec.role };
   }
 
@@ -282,6 +313,12 @@ export class SwarmDriver implements RuntimeDriver {
     }
     this.watch.removed(id);
     for (const t of tasks ?? []) this.startedAt.delete(t.ID);
+    for (const [session, services] of this.sessionServices) {
+      if (!services.delete(id) || services.size > 0) continue;
+      // Its services are gone: what the session held on its node is free (its network holds nothing).
+      this.sessionServices.delete(session);
+      this.placed.delete(session);
+    }
   }
 
   async inspectContainer(id: string): Promise<ContainerState> {
@@ -422,6 +459,20 @@ export class SwarmDriver implements RuntimeDriver {
       return (await this.docker.listTasks({ filters })) as SwarmTask[];
     } catch (err) {
       throw mapDockerError(err, service ? `list the tasks of service ${service}` : 'list tasks');
+    }
+  }
+
+  private async networkListed(id: string): Promise<boolean> {
+    const networks = await this.docker.listNetworks({ filters: { id: [id] } }).catch(() => []);
+    return networks.some((n) => n.Id === id);
+  }
+
+  /** Tasks still known to the manager of the services of one session. */
+  private async listTasksOf(session: string): Promise<SwarmTask[]> {
+    try {
+      return (await this.docker.listTasks({ filters: { label: [`${LABEL_SESSION}=${session}`] } })) as SwarmTask[];
+    } catch (err) {
+      throw mapDockerError(err, `list the tasks of session ${session}`);
     }
   }
 
