@@ -37,13 +37,13 @@ export const DEFAULT_NODE_ADDRESS_POOL = '10.215.0.0/16';
 /** Bumped when the rootfs layout changes without any source file changing. */
 const NODE_IMAGE_FORMAT = 'edgeecho-swarm-node/1';
 
-/** docker run to the inner engine answering: ~0.3 s measured, more under load. */
+/** docker run to the inner engine answering: 0.4-1.9 s measured, 4.8 s while other suites loaded the machine. */
 export const DEFAULT_ENGINE_START_TIMEOUT_MS = 30_000;
-/** join to Ready on the manager: ~0.3 s measured. */
+/** join to Ready on the manager: 0.2-0.9 s measured (1.7 s once under load). */
 export const DEFAULT_JOIN_TIMEOUT_MS = 30_000;
-/** A node whose engine died is Down on the manager after ~14 s here (heartbeat period 5 s plus its grace). */
+/** A node whose engine died is Down on the manager 11.6-14 s later here (heartbeat period 5 s plus its grace). */
 export const DEFAULT_NODE_DOWN_TIMEOUT_MS = 45_000;
-/** One image of ~100 MB saved and loaded: ~1.5 s measured. */
+/** One image of ~100 MB saved and loaded: 1.3-3.4 s measured. */
 export const DEFAULT_IMAGE_LOAD_TIMEOUT_MS = 180_000;
 /** Any single docker CLI call that is not a wait. */
 export const DEFAULT_COMMAND_TIMEOUT_MS = 60_000;
@@ -412,6 +412,9 @@ export class SwarmCluster {
       '--cap-add', 'ALL', '--cap-drop', 'SYS_RESOURCE',
       '--security-opt', 'seccomp=unconfined', '--security-opt', 'apparmor=unconfined', '--security-opt', 'systempaths=unconfined',
       '--volume', '/sys/fs/cgroup:/sys/fs/cgroup:rw', '--volume', '/var/lib/docker',
+      // images arrive by loadImages, not a registry: without this each task first tries to pull its tag from
+      // Docker Hub (about a second per task offline, and whoever owns that name there would run)
+      '--env', 'DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1',
       image,
       '--storage-driver', 'overlay2',
       // its own parent in the host's hierarchies (bound in whole), so stop() can find and remove what it made
