@@ -9,6 +9,7 @@ import * as assert from 'uvu/assert';
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { connect } from 'node:net';
+import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import type Docker from 'dockerode';
 import { buildHostNodeBase } from '../../src/runtime/docker/base-image.js';
@@ -22,6 +23,7 @@ const ENABLED = process.env.EDGEECHO_SWARM_CLUSTER === '1';
 const docker = ENABLED ? await dockerOrSkip('swarm-cluster/cluster') : null;
 if (!ENABLED) console.warn('\n!!! SKIPPED swarm-cluster/cluster: opt-in, set EDGEECHO_SWARM_CLUSTER=1 (needs the host engine to be a swarm manager) !!!\n');
 
+const FIXTURE = fileURLToPath(new URL('../../support/swarm-cluster.ts', import.meta.url));
 const SERVICE_PORT = 7000;
 /** A task runs ~1.1 s after create on the host; on a node under load, more. */
 const TASK_TIMEOUT_MS = 30_000;
@@ -118,6 +120,28 @@ if (docker) {
       assert.is(seen.Description.Hostname, node.name);
       assert.is(seen.Spec.Role, 'worker');
     }
+  });
+
+  test('the nodes of a run killed before stop() are removed by the next run\'s removeClusterLeftovers; a live run\'s are not', async () => {
+    // A run that dies with -9 right after its node joined: nothing of it gets to call stop().
+    const script = `import { SwarmCluster } from ${JSON.stringify(FIXTURE)};
+      const cluster = new SwarmCluster();
+      await cluster.start(1);
+      console.log(cluster.id);
+      process.kill(process.pid, 'SIGKILL');`;
+    const crashed = await new Promise<string>((resolve) => {
+      execFile(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { timeout: 120_000 }, (_err, stdout) => resolve(stdout.trim()));
+    });
+    assert.match(crashed, /^[0-9a-f]{8}$/, 'the crashed run printed its cluster id');
+    const left = await clusterObjects(crashed);
+    assert.is(left.containers.length, 1);
+    assert.is(left.nodes.length, 1);
+    const removed = await removeClusterLeftovers();
+    // (another crashed run's leftovers may go too: only the dead are judged)
+    for (const what of [`container ${left.containers[0]}`, `swarm node ${left.nodes[0]}`]) assert.ok(removed.includes(what), `${what} in ${removed.join(', ')}`);
+    assert.equal(await clusterObjects(crashed), { containers: [], nodes: [] });
+    assert.equal((await clusterObjects(cluster.id)).containers.sort(), nodes.map((n) => n.name).sort(), 'this live run\'s nodes stay');
+    for (const node of nodes) assert.is((await cluster.nodeState(node)).state, 'ready');
   });
 
   test('a dnsrr service placed on each node runs there and its host-mode port answers at the node container\'s IP', async () => {
