@@ -66,14 +66,17 @@ export async function labelledSwarmObjects(docker: Docker, testLabel: string, la
   return [...services, ...containers, ...networks];
 }
 
-/** Removes every service and network carrying io.edgeecho.test=<label> (their task containers go with the services). */
+/**
+ * Removes every service and network carrying io.edgeecho.test=<label>, and waits (up to 30 s) until their task
+ * containers, which the node removes a moment after its service, are gone too.
+ */
 export async function removeLabelledSwarm(docker: Docker, testLabel: string, label: string): Promise<void> {
   const filters = { label: [`${testLabel}=${label}`] };
   const services = await docker.listServices({ filters }).catch(() => []);
   await Promise.all(services.map((s) => docker.getService(s.ID!).remove().catch(() => undefined)));
-  for (let attempt = 0; attempt < 40; attempt++) {
-    const networks = await docker.listNetworks({ filters }).catch(() => []);
-    if (!networks.length) return;
+  for (let attempt = 0; attempt < 120; attempt++) {
+    const [networks, containers] = await Promise.all([docker.listNetworks({ filters }).catch(() => []), docker.listContainers({ all: true, filters }).catch(() => [])]);
+    if (!networks.length && !containers.length) return;
     // A removed service's task leaves its network a moment later.
     await Promise.all(networks.map((n) => docker.getNetwork(n.Id).remove().catch(() => undefined)));
     await new Promise((r) => setTimeout(r, 250));

@@ -266,6 +266,7 @@ export class SwarmDriver implements RuntimeDriver {
     if (!(service.Spec.EndpointSpec as { Ports?: unknown[] } | undefined)?.Ports?.length) return;
     for (;;) {
       const state = await this.inspectContainer(id);
+      // Published, even by a task that already ended: a short session's stream may be done before this look.
       if (state.published) return;
       if (state.ended || TERMINAL_TASK_STATES.has(state.status)) throw new EdgeechoError('INTERNAL', `${state.name} ${state.ended ?? `exited with code ${state.exitCode}`} before its port was published`, { container: state.name });
       if (Date.now() > deadline) throw new EdgeechoError('TIMEOUT', `${state.name} printed its ready line but its node reported no published port in time (task ${state.status})`, { container: state.name });

@@ -65,6 +65,7 @@ const UNRUN_TASK_STATES = new Set(['rejected', 'orphaned']);
 export interface NodeView {
   hostname: string;
   state: string;
+  availability: string;
   address: string;
 }
 
@@ -79,14 +80,19 @@ export function nodeAddress(node: SwarmNode): string {
 }
 
 export function nodeView(node: SwarmNode): NodeView {
-  return { hostname: node.Description?.Hostname ?? node.ID.slice(0, 12), state: node.Status?.State ?? 'unknown', address: nodeAddress(node) };
+  return { hostname: node.Description?.Hostname ?? node.ID.slice(0, 12), state: node.Status?.State ?? 'unknown', availability: node.Spec.Availability ?? 'active', address: nodeAddress(node) };
 }
 
-/** The task that is the role now: the most recently created (the raft index breaks ties within a millisecond). */
+/**
+ * The task that is the role now: the most recently created (the raft index breaks ties within a millisecond) of
+ * those given a node. A replacement the swarm makes for a task it shut down (a drained node) can never be placed
+ * (the role is pinned to that node): the task that ran is the role's account.
+ */
 export function latestTask(tasks: readonly SwarmTask[]): SwarmTask | null {
   const key = (t: SwarmTask): [number, number] => [Date.parse(t.CreatedAt ?? '') || 0, t.Version?.Index ?? 0];
+  const placed = tasks.filter((t) => t.NodeID);
   let latest: SwarmTask | null = null;
-  for (const t of tasks) {
+  for (const t of placed.length ? placed : tasks) {
     if (!latest) latest = t;
     else {
       const [a, b] = [key(t), key(latest)];
@@ -117,11 +123,18 @@ export function serviceState(service: SwarmService, task: SwarmTask | null, node
   const taskState = task.Status.State;
   state.status = taskState;
   const where = node ? `node ${node.hostname}` : `node ${task.NodeID?.slice(0, 12) ?? '(none yet)'}`;
+  // The port the node opened, while the task runs and after it ended (a short session may be over before it is read).
+  const port = task.Status.PortStatus?.Ports?.find((p) => p.PublishedPort);
+  if (port?.PublishedPort && node) state.published = { host: node.address, port: port.PublishedPort };
   if (TERMINAL_TASK_STATES.has(taskState)) {
     state.finishedAt = task.Status.Timestamp ?? null;
     if (UNRUN_TASK_STATES.has(taskState)) {
       state.ended = `was ${taskState} on ${where}: ${task.Status.Err || task.Status.Message || 'no reason given'}`;
     } else state.exitCode = task.Status.ContainerStatus?.ExitCode ?? null;
+    // Shut down while the service still wants its replica: the swarm ended it (a drained node), not a stop.
+    if (taskState === 'shutdown' && (service.Spec.Mode?.Replicated?.Replicas ?? 0) > 0) {
+      state.ended = `was shut down by the swarm on ${where}${node && node.availability !== 'active' ? ` (node availability ${node.availability})` : ''}`;
+    }
     return state;
   }
   if (node && node.state !== 'ready' && task.NodeID) {
@@ -134,8 +147,6 @@ export function serviceState(service: SwarmService, task: SwarmTask | null, node
   if (RUNNING_TASK_STATES.has(taskState)) {
     state.running = true;
     if (taskState === 'running') state.startedAt ??= task.Status.Timestamp ?? null;
-    const port = task.Status.PortStatus?.Ports?.find((p) => p.PublishedPort);
-    if (port?.PublishedPort && node) state.published = { host: node.address, port: port.PublishedPort };
   }
   const address = task.NetworksAttachments?.find((a) => !/^ingress$/.test(a.Network?.Spec?.Name ?? ''))?.Addresses?.[0];
   if (address) state.address = address.replace(/\/\d+$/, '');

@@ -10,7 +10,7 @@ const service: SwarmService = {
   CreatedAt: '2026-11-30T10:00:00.000000001Z',
   Spec: { Name: 'edgeecho-abc-stream', Labels: { 'io.edgeecho.managed': 'true', 'io.edgeecho.session': 'abc', 'io.edgeecho.role': 'stream', 'io.edgeecho.instance': 'i1' } },
 };
-const node = nodeView({ ID: 'n1', Spec: {}, Description: { Hostname: 'edge-1' }, Status: { State: 'ready', Addr: '10.1.2.3' } });
+const node = nodeView({ ID: 'n1', Spec: { Availability: 'active' }, Description: { Hostname: 'edge-1' }, Status: { State: 'ready', Addr: '10.1.2.3' } });
 
 function task(state: string, extra: Partial<SwarmTask['Status']> = {}, more: Partial<SwarmTask> = {}): SwarmTask {
   return { ID: 't1', ServiceID: 'svc1', NodeID: 'n1', Status: { State: state, Timestamp: '2026-11-30T10:00:05Z', ...extra }, ...more };
