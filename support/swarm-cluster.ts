@@ -41,7 +41,7 @@ const NODE_IMAGE_FORMAT = 'edgeecho-swarm-node/1';
 export const DEFAULT_ENGINE_START_TIMEOUT_MS = 30_000;
 /** join to Ready on the manager: 0.2-0.9 s measured (1.7 s once under load). */
 export const DEFAULT_JOIN_TIMEOUT_MS = 30_000;
-/** A node whose engine died is Down on the manager 11.6-14 s later here (heartbeat period 5 s plus its grace). */
+/** A node whose engine died is Down on the manager 10.2-14 s later here (heartbeat period 5 s plus its grace). */
 export const DEFAULT_NODE_DOWN_TIMEOUT_MS = 45_000;
 /** One image of ~100 MB saved and loaded: 1.3-3.4 s measured. */
 export const DEFAULT_IMAGE_LOAD_TIMEOUT_MS = 180_000;
