@@ -4,7 +4,6 @@
  */
 import { test as baseTest } from 'uvu';
 import * as assert from 'uvu/assert';
-import { connect } from 'node:net';
 import { callOp, opContext } from '../support/op-context.js';
 import { loadConfig, type Config } from '../../src/config.js';
 import { silentLogger } from '../../src/log.js';
@@ -13,7 +12,6 @@ import { openSessionStore } from '../../src/sessions/sqlite-store.js';
 import { ADMIT_ALL, testLifecycle } from '../support/lifecycle.js';
 import type { SessionStore } from '../../src/sessions/types.js';
 import { sessionOps } from '../../src/ops/session-ops.js';
-import { FrameDecoder, encodeFrame } from '../../protocol/codec.js';
 import { EdgeechoError } from '../../protocol/errors.js';
 import { Daemon } from '../../src/daemon/daemon.js';
 import { OpRegistry } from '../../src/ops/contract.js';
@@ -21,44 +19,11 @@ import { connect as connectClient } from '../../src/client/client.js';
 import type { StatusFrame } from '../../protocol/messages.js';
 import type { RuntimeDriver } from '../../src/runtime/driver.js';
 import { removeSessions, waitFor } from '../../support/reaping-fixtures.js';
+import { consume } from '../../support/stream-consumer.js';
 import { runtimesUnderTest, type RuntimeUnderTest } from './runtimes.js';
 
 const TEST_LABELS = { 'io.edgeecho.test': 'workflow' };
 const runtimes = await runtimesUnderTest('sessions');
-
-/** Consumes a plain stream at `location`: details first, then every data frame in order, then acks the end. */
-function consume(location: { host: string; port: number }, expected: number, timeoutMs = 60_000): Promise<{ frames: number; details: Record<string, unknown> }> {
-  return new Promise((resolve, reject) => {
-    const socket = connect(location.port, location.host);
-    const decoder = new FrameDecoder(4 * 1024 * 1024);
-    let details: Record<string, unknown> | null = null;
-    let next = 0;
-    const timer = setTimeout(() => fail(new Error(`consumer got ${next}/${expected} frames within ${timeoutMs} ms`)), timeoutMs);
-    const fail = (err: Error): void => {
-      clearTimeout(timer);
-      socket.destroy();
-      reject(err);
-    };
-    socket.on('error', fail);
-    socket.on('data', (chunk: Buffer) => {
-      for (const f of decoder.push(chunk)) {
-        if (!f.ok) return fail(f.error);
-        const v = f.value as Record<string, unknown>;
-        if (v.type === 'details') details = v;
-        else if (v.type === 'data') {
-          if (!details) return fail(new Error('data before details'));
-          if (v.seq !== next) return fail(new Error(`expected seq ${next}, got ${String(v.seq)}`));
-          next++;
-        } else if (v.type === 'end') {
-          socket.write(encodeFrame({ type: 'ack', count: next }));
-          clearTimeout(timer);
-          socket.end();
-          resolve({ frames: next, details: details ?? {} });
-        }
-      }
-    });
-  });
-}
 
 async function waitExited(driver: RuntimeDriver, ids: string[]): Promise<void> {
   await waitFor(async () => (await Promise.all(ids.map((id) => driver.inspectContainer(id)))).every((c) => !c.running), 60_000, 'every role exited');
