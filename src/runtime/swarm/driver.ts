@@ -79,6 +79,8 @@ export class SwarmDriver implements RuntimeDriver {
   private readonly networkSessions = new Map<string, string>();
   /** Services made here, by session: once the last is removed, the placement is the listing's (nothing) again. */
   private readonly sessionServices = new Map<string, Set<string>>();
+  /** The port each service's task was seen published on: a task that ended may no longer report it. */
+  private readonly published = new Map<string, { host: string; port: number }>();
   /** When each task was first seen running (the manager keeps only a task's latest status time). */
   private readonly startedAt = new Map<string, string>();
   private selfNode: Promise<string> | null = null;
@@ -328,6 +330,7 @@ export class SwarmDriver implements RuntimeDriver {
       if (!isStatus(err, 404)) throw mapDockerError(err, `remove service ${id}`);
     }
     this.watch.removed(id);
+    this.published.delete(id);
     for (const t of tasks ?? []) this.startedAt.delete(t.ID);
     for (const [session, services] of this.sessionServices) {
       if (!services.delete(id) || services.size > 0) continue;
@@ -351,7 +354,10 @@ export class SwarmDriver implements RuntimeDriver {
     }
     if (task?.Status.State === 'running' && !this.startedAt.has(task.ID) && task.Status.Timestamp) this.startedAt.set(task.ID, task.Status.Timestamp);
     const remembered = task ? this.startedAt.get(task.ID) : undefined;
-    return this.refine(serviceState(service, task, node, remembered ? { startedAt: remembered } : undefined), task);
+    const state = serviceState(service, task, node, remembered ? { startedAt: remembered } : undefined);
+    if (state.published) this.published.set(id, state.published);
+    else if (this.published.has(id)) state.published = this.published.get(id)!;
+    return this.refine(state, task);
   }
 
   /** On this node, the task's container tells exact times and whether the kernel killed it for memory. */
