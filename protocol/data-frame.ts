@@ -82,20 +82,38 @@ const CHECKSUM_IN_PLACE_BYTES = 512;
  * The running CRC-32 of a stream's payloads (the end frame's checksum), for a reader that sees many small ones per
  * read: each is copied into a scratch buffer four bytes at a time and zlib's crc32 (SIMD) runs once over the
  * scratch. On 64-byte payloads that costs about half of crc32Update's table loop per frame.
+ *
+ * With `keep`, the gathered bytes are the reader's too (`take()`): the payloads alone, contiguous and in stream
+ * order, as a capture writes them, for no copy beyond the one the checksum needs anyway.
  */
 export class PayloadChecksum {
   private crc = 0;
-  private readonly scratch = Buffer.allocUnsafe(CHECKSUM_GATHER_BYTES);
-  private readonly scratchView = new DataView(this.scratch.buffer, this.scratch.byteOffset, CHECKSUM_GATHER_BYTES);
+  private scratch: Buffer;
+  private scratchView: DataView;
   private used = 0;
+  private kept: Buffer[] = [];
+
+  private readonly gatherBytes: number;
+
+  constructor(
+    private readonly keep = false,
+    gatherBytes = CHECKSUM_GATHER_BYTES,
+  ) {
+    // room for any payload small enough to be gathered
+    this.gatherBytes = Math.max(gatherBytes, CHECKSUM_IN_PLACE_BYTES);
+    this.scratch = Buffer.allocUnsafe(this.gatherBytes);
+    this.scratchView = new DataView(this.scratch.buffer, this.scratch.byteOffset, this.gatherBytes);
+  }
 
   /** The bytes view[start, end), next in stream order. */
   add(view: DataView, start: number, end: number): void {
     const n = end - start;
-    if (this.used + n > CHECKSUM_GATHER_BYTES || n >= CHECKSUM_IN_PLACE_BYTES) {
+    if (this.used + n > this.scratch.length || n >= CHECKSUM_IN_PLACE_BYTES) {
       this.flush();
       if (n >= CHECKSUM_IN_PLACE_BYTES) {
-        this.crc = zlibCrc32(new Uint8Array(view.buffer, view.byteOffset + start, n), this.crc);
+        const bytes = Buffer.from(view.buffer, view.byteOffset + start, n);
+        this.crc = zlibCrc32(bytes, this.crc);
+        if (this.keep) this.kept.push(bytes);
         return;
       }
     }
@@ -113,10 +131,26 @@ export class PayloadChecksum {
     return this.crc;
   }
 
+  /** With keep: the bytes added since the last take, in order, as one or more buffers (now the caller's). */
+  take(): Buffer[] {
+    this.flush();
+    const kept = this.kept;
+    this.kept = [];
+    return kept;
+  }
+
   private flush(): void {
     if (this.used === 0) return;
-    this.crc = zlibCrc32(this.scratch.subarray(0, this.used), this.crc);
+    const bytes = this.scratch.subarray(0, this.used);
+    this.crc = zlibCrc32(bytes, this.crc);
     this.used = 0;
+    if (!this.keep) return;
+    // the gathered bytes are handed out: later ones go to the rest of the scratch, or a new one
+    this.kept.push(bytes);
+    // (the rest must hold any payload small enough to be gathered)
+    const rest = this.scratch.length - bytes.length;
+    this.scratch = rest >= Math.max(this.gatherBytes / 4, CHECKSUM_IN_PLACE_BYTES) ? this.scratch.subarray(bytes.length) : Buffer.allocUnsafe(this.gatherBytes);
+    this.scratchView = new DataView(this.scratch.buffer, this.scratch.byteOffset, this.scratch.length);
   }
 }
 

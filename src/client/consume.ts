@@ -18,10 +18,12 @@ import { DEFAULT_CONNECT_TIMEOUT_MS } from './transport.js';
 
 /** Largest frame a stream may carry: the emulators' payload limit (16 MiB) plus the map around it. */
 export const DEFAULT_STREAM_MAX_FRAME_BYTES = 16 * 1024 * 1024 + 1024;
-/** Payloads up to this size are copied by a loop rather than Buffer#copy. */
-const SMALL_COPY_BYTES = 128;
 /** Frames parsed ahead of the reader before the socket is paused (backpressure toward the stream server). */
 const QUEUE_HIGH_FRAMES = 8192;
+/** payloads(): bytes per step at most (payloads of up to 512 bytes are joined up to this). */
+const PAYLOAD_STEP_BYTES = 256 * 1024;
+/** payloads(): steps ahead of the reader before the socket is paused (about a read's worth). */
+const QUEUE_HIGH_STEPS = 4;
 
 export interface StreamLocation {
   host: string;
@@ -47,16 +49,6 @@ export class StreamFrame {
 
   get payloadLength(): number {
     return this.end - this.start;
-  }
-
-  /** Copies the payload into target at offset without making a view (the CLI's --raw path); returns the bytes. */
-  copyPayload(target: Buffer, offset: number): number {
-    const n = this.end - this.start;
-    // Buffer#copy makes a typed-array view per call; a loop over a small payload allocates nothing
-    if (n > SMALL_COPY_BYTES) return this.body.copy(target, offset, this.start, this.end);
-    const body = this.body;
-    for (let i = 0, from = this.start; i < n; i++) target[offset + i] = body[from + i]!;
-    return n;
   }
 }
 
@@ -126,14 +118,18 @@ export class StreamConsumer implements AsyncIterable<StreamFrame> {
   };
   private readonly options: ConsumeOptions;
   private socket: Socket | null = null;
-  private queue: StreamFrame[] = [];
+  /** What the iteration hands out next: frames, or with payloads() payload bytes. */
+  private queue: Array<StreamFrame | Buffer> = [];
+  private queueHigh = QUEUE_HIGH_FRAMES;
+  /** False for payloads(): the payloads are gathered by the checksum, no StreamFrame is made. */
+  private keepFrames = true;
   private head = 0;
   private failure: EdgeechoError | null = null;
   private done = false;
   private waiter: (() => void) | null = null;
   private expected = 0;
   private startedAt = 0;
-  private readonly checksum = new PayloadChecksum();
+  private checksum = new PayloadChecksum();
   /** The frame readFrame decodes into (reused). */
   private readonly parsed: DataFrame = { seq: 0, ts: 0, body: Buffer.alloc(0), payloadStart: 0, payloadEnd: 0 };
   private iterated = false;
@@ -154,15 +150,35 @@ export class StreamConsumer implements AsyncIterable<StreamFrame> {
     return { [Symbol.asyncIterator]: () => this.iterator<StreamFrame[]>(true) };
   }
 
-  private iterator<T extends StreamFrame | StreamFrame[]>(batched: boolean): AsyncIterator<T> {
+  /**
+   * The payload bytes alone, in seq order and checked as the frames are: each step is one or more payloads joined
+   * (up to 256 KiB), a read's worth in a few steps and no object per frame. What a capture writes:
+   *
+   *   for await (const bytes of consume(location).payloads()) out.write(bytes);
+   */
+  payloads(): AsyncIterable<Buffer> {
+    return {
+      [Symbol.asyncIterator]: () => {
+        const it = this.iterator<Buffer>(false, () => {
+          this.keepFrames = false;
+          this.queueHigh = QUEUE_HIGH_STEPS;
+          this.checksum = new PayloadChecksum(true, PAYLOAD_STEP_BYTES);
+        });
+        return it;
+      },
+    };
+  }
+
+  private iterator<T extends StreamFrame | StreamFrame[] | Buffer>(batched: boolean, setUp?: () => void): AsyncIterator<T> {
     if (this.iterated) throw new EdgeechoError('CONFLICT', 'a StreamConsumer is iterated once; call consume() again for another connection');
     this.iterated = true;
+    setUp?.();
     const opened = this.open();
     let ready = false;
     /** A frame (or batch) already here, else null: the synchronous part of next(). */
     const take = (): IteratorResult<T> | null => {
       if (this.head >= this.queue.length) return null;
-      let value: StreamFrame | StreamFrame[];
+      let value: StreamFrame | Buffer | Array<StreamFrame | Buffer>;
       if (batched) {
         value = this.head === 0 ? this.queue : this.queue.slice(this.head);
         this.head = this.queue.length;
@@ -264,7 +280,7 @@ export class StreamConsumer implements AsyncIterable<StreamFrame> {
         socket.destroy();
         return;
       }
-      if (this.queue.length - this.head >= QUEUE_HIGH_FRAMES) socket.pause();
+      if (this.queue.length - this.head >= this.queueHigh) socket.pause();
       this.wake();
     };
     for (const chunk of early.splice(0)) onChunk(chunk);
@@ -288,6 +304,7 @@ export class StreamConsumer implements AsyncIterable<StreamFrame> {
     const s = this.summary;
     const queue = this.queue;
     const checksum = this.checksum;
+    const keepFrames = this.keepFrames;
     let expected = this.expected;
     let frames = 0;
     let payloadBytes = 0;
@@ -299,7 +316,7 @@ export class StreamConsumer implements AsyncIterable<StreamFrame> {
       const payload = s.first_seq === null ? -1 : probePayloadStart(view, body, length);
       if (payload >= 0 && probeSeq(view, body) === expected) {
         checksum.add(view, payload, pos);
-        queue.push(new StreamFrame(expected, probeTs(view, body), buf, payload, pos));
+        if (keepFrames) queue.push(new StreamFrame(expected, probeTs(view, body), buf, payload, pos));
         expected++;
         frames++;
         payloadBytes += pos - payload;
@@ -319,6 +336,7 @@ export class StreamConsumer implements AsyncIterable<StreamFrame> {
     s.frames += frames;
     s.payload_bytes += payloadBytes;
     s.checksum = checksum.value;
+    if (!keepFrames) for (const bytes of checksum.take()) queue.push(bytes);
   }
 
   /** One frame of any kind, decoded in full. */
@@ -360,7 +378,7 @@ export class StreamConsumer implements AsyncIterable<StreamFrame> {
     s.payload_bytes += f.payloadEnd - f.payloadStart;
     this.checksum.add(new DataView(f.body.buffer, f.body.byteOffset, f.body.byteLength), f.payloadStart, f.payloadEnd);
     s.checksum = this.checksum.value;
-    this.queue.push(new StreamFrame(f.seq, f.ts, f.body, f.payloadStart, f.payloadEnd));
+    if (this.keepFrames) this.queue.push(new StreamFrame(f.seq, f.ts, f.body, f.payloadStart, f.payloadEnd));
   }
 
   private onEnd(v: Record<string, unknown>): void {

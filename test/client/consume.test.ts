@@ -106,6 +106,45 @@ test('batches(): the same frames, several per step', async () => {
   }
 });
 
+test('payloads(): the payload bytes alone, joined in seq order, checked like the frames', async () => {
+  const s = await scriptedServer({ bytes: stream([0, 1, 2, 3, 4]) });
+  try {
+    const consumer = consume({ host: '127.0.0.1', port: s.port });
+    const steps: Buffer[] = [];
+    for await (const bytes of consumer.payloads()) steps.push(Buffer.from(bytes));
+    const enc = new DataFrameEncoder(16);
+    const all = enc.batch(0, 5, 1_767_225_600_000);
+    const expected = Buffer.concat([0, 1, 2, 3, 4].map((i) => all.subarray((i + 1) * enc.frameBytes - 16, (i + 1) * enc.frameBytes)));
+    assert.equal(Buffer.concat(steps), expected);
+    assert.ok(steps.length < 5, 'payloads of one read come joined');
+    assert.ok(consumer.summary.complete);
+    assert.is(consumer.summary.frames, 5);
+    assert.is(consumer.summary.payload_bytes, 80);
+  } finally {
+    await closeAll(s);
+  }
+});
+
+test('payloads(): a gap ends the iteration with DATA_LOSS after the bytes before it', async () => {
+  const s = await scriptedServer({ bytes: stream([0, 1, 3, 4]) });
+  try {
+    const consumer = consume({ host: '127.0.0.1', port: s.port });
+    let bytes = 0;
+    const error = await (async () => {
+      try {
+        for await (const b of consumer.payloads()) bytes += b.length;
+      } catch (err) {
+        return err as EdgeechoError;
+      }
+      return null;
+    })();
+    assert.is(error?.code, 'DATA_LOSS');
+    assert.is(bytes, 2 * 16);
+  } finally {
+    await closeAll(s);
+  }
+});
+
 test('a gap: the frames before it are yielded, then DATA_LOSS naming the missing seq', async () => {
   const s = await scriptedServer({ bytes: stream([0, 1, 3, 4]) });
   try {
