@@ -6,20 +6,10 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { encodeFrame } from '../../protocol/codec.js';
 import { FrameScanError, FrameScanner } from '../../protocol/frame-scanner.js';
-import { prng } from '../support/prng.js';
+import { chunked, prng } from '../support/prng.js';
 
 const frames = Array.from({ length: 200 }, (_, i) => encodeFrame({ i, pad: 'x'.repeat((i * 37) % 300) }));
 const stream = Buffer.concat(frames);
-
-function chunked(bytes: Buffer, rnd: () => number, maxChunk: number): Buffer[] {
-  const out: Buffer[] = [];
-  for (let at = 0; at < bytes.length; ) {
-    const n = Math.min(bytes.length - at, 1 + Math.floor(rnd() * maxChunk));
-    out.push(bytes.subarray(at, at + n));
-    at += n;
-  }
-  return out;
-}
 
 /** The frames (with their length prefix) in the runs pushRuns hands on. */
 function framesOfRun(buf: Buffer, start: number, end: number, into: Buffer[]): void {
