@@ -92,7 +92,6 @@ export class PayloadChecksum {
   private scratchView: DataView;
   private used = 0;
   private kept: Buffer[] = [];
-
   private readonly gatherBytes: number;
 
   constructor(

@@ -3,6 +3,7 @@
  * and the end frame {count, checksum}. `consume()` is an async iterator of the data frames that checks sequence
  * continuity and, at the end, the count and CRC-32; a gap, a reorder, a bad checksum or a stream that closes
  * before its end frame throws EdgeechoError DATA_LOSS (after the frames that arrived intact were yielded).
+ * `.batches()` gives the same frames several at a time, `.payloads()` only the payload bytes, joined.
  *
  *   for await (const frame of consume(session.location)) use(frame.payload);
  *
@@ -20,7 +21,7 @@ import { DEFAULT_CONNECT_TIMEOUT_MS } from './transport.js';
 export const DEFAULT_STREAM_MAX_FRAME_BYTES = 16 * 1024 * 1024 + 1024;
 /** Frames parsed ahead of the reader before the socket is paused (backpressure toward the stream server). */
 const QUEUE_HIGH_FRAMES = 8192;
-/** payloads(): bytes per step at most (payloads of up to 512 bytes are joined up to this). */
+/** payloads(): bytes per step at most (payloads under 512 bytes are joined up to this; larger ones are a step each). */
 const PAYLOAD_STEP_BYTES = 256 * 1024;
 /** payloads(): steps ahead of the reader before the socket is paused (about a read's worth). */
 const QUEUE_HIGH_STEPS = 4;
@@ -158,14 +159,12 @@ export class StreamConsumer implements AsyncIterable<StreamFrame> {
    */
   payloads(): AsyncIterable<Buffer> {
     return {
-      [Symbol.asyncIterator]: () => {
-        const it = this.iterator<Buffer>(false, () => {
+      [Symbol.asyncIterator]: () =>
+        this.iterator<Buffer>(false, () => {
           this.keepFrames = false;
           this.queueHigh = QUEUE_HIGH_STEPS;
           this.checksum = new PayloadChecksum(true, PAYLOAD_STEP_BYTES);
-        });
-        return it;
-      },
+        }),
     };
   }
 
@@ -295,9 +294,9 @@ export class StreamConsumer implements AsyncIterable<StreamFrame> {
 
   /**
    * Checks and queues the whole frames buf[start, end) in one pass: a data frame in the probe's layout with the next
-   * seq is read in place (no call, no object but the StreamFrame) and its payload gathered for the CRC; anything
-   * else (the details and end frames, another layout, a gap) goes through readFrame. Frames are read where they lie
-   * in the chunk: no copy, no view per frame but the payload handed out.
+   * seq is read in place with a few word compares (no callback, no object but the StreamFrame) and its payload
+   * gathered for the CRC; anything else (the details and end frames, another layout, a gap) goes through readFrame.
+   * Frames are read where they lie in the chunk: no copy, no view per frame but the payload handed out.
    */
   private readRun(buf: Buffer, start: number, end: number): void {
     const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
