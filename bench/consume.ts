@@ -3,9 +3,11 @@
  * `edgeecho consume --raw` (the CLI as shipped, stdout to /dev/null), by the client library's consume() (frame by
  * frame, and a read's worth at a time with .batches()), and by
  * `edgeecho consume` writing JSON lines, each beside a raw socket read of the same stream (bytes to EOF, nothing
- * parsed). `npm run bench -- consume [runs]`. Probe and stream run as local processes from the emulator bundles, a fresh pair per reading; each
- * consumer is its own process and times itself from its first byte to the end. Runs rotate the order; the best and
- * the median of each are reported, ratios of the best. Last line: one JSON object.
+ * parsed) and a raw read that only sums the payloads' CRC-32 (the least any verifying reader does).
+ * `npm run bench -- consume [runs]`. Probe and stream run as local processes from the emulator bundles, a fresh
+ * pair per reading; each consumer is its own process and times itself from its first byte to the end. Runs rotate
+ * the order; the best and the median of each are reported, ratios of the best, and the readers' own CPU time per
+ * million frames (the library's and the raw ones'), which a busy machine barely moves. Last line: one JSON object.
  */
 import { spawn } from 'node:child_process';
 import { openSync, closeSync } from 'node:fs';
@@ -21,13 +23,15 @@ const PAYLOAD = Number(process.env.BENCH_PAYLOAD_BYTES ?? 64);
 const DEFAULT_RUNS = 5;
 const TARGET = 0.8;
 
-type Kind = 'raw socket' | 'library consume()' | 'library .batches()' | 'CLI consume --raw' | 'CLI consume (JSON lines)';
-const KINDS: Kind[] = ['raw socket', 'library consume()', 'library .batches()', 'CLI consume --raw', 'CLI consume (JSON lines)'];
-const CHILD_ROLE: Partial<Record<Kind, string>> = { 'raw socket': 'raw', 'library consume()': 'library', 'library .batches()': 'batches' };
+type Kind = 'raw socket' | 'raw read + CRC-32 only' | 'library consume()' | 'library .batches()' | 'CLI consume --raw' | 'CLI consume (JSON lines)';
+const KINDS: Kind[] = ['raw socket', 'raw read + CRC-32 only', 'library consume()', 'library .batches()', 'CLI consume --raw', 'CLI consume (JSON lines)'];
+const CHILD_ROLE: Partial<Record<Kind, string>> = { 'raw socket': 'raw', 'raw read + CRC-32 only': 'raw-crc', 'library consume()': 'library', 'library .batches()': 'batches' };
 
 interface Sample {
   bytes: number;
   ms: number;
+  /** The reader process's CPU time (bench/consume-child.ts only). */
+  cpuMs?: number;
   ok: boolean;
 }
 
@@ -50,7 +54,7 @@ async function read(kind: Kind, files: Record<string, string>, cli: string): Pro
     const child = startNode(['--import', 'tsx', fileURLToPath(new URL('./consume-child.ts', import.meta.url)), role, String(port)], {});
     const r = await child.done;
     const line = r.lines.at(-1) ?? {};
-    sample = { bytes: Number(line.bytes), ms: Number(line.ms), ok: r.code === 0 && line.ok === true };
+    sample = { bytes: Number(line.bytes), ms: Number(line.ms), cpuMs: Number(line.cpu_ms), ok: r.code === 0 && line.ok === true };
     if (!sample.ok) process.stderr.write(`${kind} failed: ${JSON.stringify(line)} ${r.stderr.slice(-500)}\n`);
   } else {
     const devNull = openSync('/dev/null', 'w');
@@ -90,20 +94,22 @@ export default async function consumeBench(argv: string[] = []): Promise<void> {
     // Best of the runs beside the median, as in the data-plane bench: other work on a shared machine only slows.
     const rows = KINDS.map((kind) => {
       const xs = samples.get(kind)!;
-      return { kind, best: Math.max(...xs.map(fps)), fps: median(xs.map(fps)), mbs: Math.max(...xs.map(mbs)), ok: xs.every((s) => s.ok) };
+      const cpu = xs.every((s) => s.cpuMs !== undefined) ? median(xs.map((s) => (s.cpuMs! * 1e6) / COUNT)) : null;
+      return { kind, best: Math.max(...xs.map(fps)), fps: median(xs.map(fps)), mbs: Math.max(...xs.map(mbs)), cpu, ok: xs.every((s) => s.ok) };
     });
     const raw = rows[0]!;
     console.log(`consume: ${COUNT} frames, ${PAYLOAD}-byte payload, ${RUNS} runs in rotating order, plain stream from local probe and stream processes`);
-    console.log('reader                      best frames/s   median frames/s   best MB/s   best vs raw   all ok');
+    console.log('reader                      best frames/s   median frames/s   best MB/s   best vs raw   CPU ms per 1M frames (median)   all ok');
     for (const r of rows) {
       console.log(
-        `${r.kind.padEnd(26)} ${Math.round(r.best).toLocaleString('en').padStart(14)} ${Math.round(r.fps).toLocaleString('en').padStart(17)} ${r.mbs.toFixed(1).padStart(11)} ${((r.best / raw.best) * 100).toFixed(1).padStart(12)}%   ${r.ok}`,
+        `${r.kind.padEnd(26)} ${Math.round(r.best).toLocaleString('en').padStart(14)} ${Math.round(r.fps).toLocaleString('en').padStart(17)} ${r.mbs.toFixed(1).padStart(11)} ${((r.best / raw.best) * 100).toFixed(1).padStart(12)}%   ${(r.cpu === null ? '-' : r.cpu.toFixed(0)).padStart(29)}   ${r.ok}`,
       );
     }
     const of = (kind: Kind) => rows.find((r) => r.kind === kind)!;
     const ratio = (kind: Kind): number => Number((of(kind).best / raw.best).toFixed(3));
     const ratioMedian = (kind: Kind): number => Number((of(kind).fps / raw.fps).toFixed(3));
-    console.log(`targets: CLI --raw and library >= ${TARGET * 100}% of the raw socket read`);
+    console.log(`targets: CLI --raw and library >= ${TARGET * 100}% of the raw socket read (which parses and checks nothing)`);
+    const cpuOf = (kind: Kind): number | null => (of(kind).cpu === null ? null : Math.round(of(kind).cpu!));
     console.log(
       JSON.stringify({
         bench: 'consume',
@@ -112,20 +118,29 @@ export default async function consumeBench(argv: string[] = []): Promise<void> {
         runs: RUNS,
         raw_fps: Math.round(raw.best),
         raw_mbs: Number(raw.mbs.toFixed(1)),
+        raw_crc_fps: Math.round(of('raw read + CRC-32 only').best),
         library_fps: Math.round(of('library consume()').best),
         library_batches_fps: Math.round(of('library .batches()').best),
         cli_raw_fps: Math.round(of('CLI consume --raw').best),
         cli_json_fps: Math.round(of('CLI consume (JSON lines)').best),
+        raw_crc_vs_raw: ratio('raw read + CRC-32 only'),
         library_vs_raw: ratio('library consume()'),
         library_batches_vs_raw: ratio('library .batches()'),
         cli_raw_vs_raw: ratio('CLI consume --raw'),
         cli_json_vs_raw: ratio('CLI consume (JSON lines)'),
         median: {
           raw_fps: Math.round(raw.fps),
+          raw_crc_vs_raw: ratioMedian('raw read + CRC-32 only'),
           library_vs_raw: ratioMedian('library consume()'),
           library_batches_vs_raw: ratioMedian('library .batches()'),
           cli_raw_vs_raw: ratioMedian('CLI consume --raw'),
           cli_json_vs_raw: ratioMedian('CLI consume (JSON lines)'),
+        },
+        cpu_ms_per_million_frames: {
+          raw: cpuOf('raw socket'),
+          raw_crc: cpuOf('raw read + CRC-32 only'),
+          library: cpuOf('library consume()'),
+          library_batches: cpuOf('library .batches()'),
         },
         all_ok: rows.every((r) => r.ok),
       }),

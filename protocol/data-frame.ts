@@ -73,6 +73,86 @@ export function crc32Update(crc: number, buf: Buffer, start: number, end: number
   return ~crcSliced(~crc, buf, start, end) >>> 0;
 }
 
+/** Payload bytes gathered before one zlib crc32 call. */
+const CHECKSUM_GATHER_BYTES = 64 * 1024;
+/** Payloads from this size are summed in place by zlib rather than gathered. */
+const CHECKSUM_IN_PLACE_BYTES = 512;
+
+/**
+ * The running CRC-32 of a stream's payloads (the end frame's checksum), for a reader that sees many small ones per
+ * read: each is copied into a scratch buffer four bytes at a time and zlib's crc32 (SIMD) runs once over the
+ * scratch. On 64-byte payloads that costs about half of crc32Update's table loop per frame.
+ *
+ * With `keep`, the gathered bytes are the reader's too (`take()`): the payloads alone, contiguous and in stream
+ * order, as a capture writes them, for no copy beyond the one the checksum needs anyway.
+ */
+export class PayloadChecksum {
+  private crc = 0;
+  private scratch: Buffer;
+  private scratchView: DataView;
+  private used = 0;
+  private kept: Buffer[] = [];
+  private readonly gatherBytes: number;
+
+  constructor(
+    private readonly keep = false,
+    gatherBytes = CHECKSUM_GATHER_BYTES,
+  ) {
+    // room for any payload small enough to be gathered
+    this.gatherBytes = Math.max(gatherBytes, CHECKSUM_IN_PLACE_BYTES);
+    this.scratch = Buffer.allocUnsafe(this.gatherBytes);
+    this.scratchView = new DataView(this.scratch.buffer, this.scratch.byteOffset, this.gatherBytes);
+  }
+
+  /** The bytes view[start, end), next in stream order. */
+  add(view: DataView, start: number, end: number): void {
+    const n = end - start;
+    if (this.used + n > this.scratch.length || n >= CHECKSUM_IN_PLACE_BYTES) {
+      this.flush();
+      if (n >= CHECKSUM_IN_PLACE_BYTES) {
+        const bytes = Buffer.from(view.buffer, view.byteOffset + start, n);
+        this.crc = zlibCrc32(bytes, this.crc);
+        if (this.keep) this.kept.push(bytes);
+        return;
+      }
+    }
+    const to = this.scratchView;
+    const at = this.used;
+    let i = 0;
+    for (const last = n - 4; i <= last; i += 4) to.setInt32(at + i, view.getInt32(start + i, true), true);
+    for (; i < n; i++) to.setUint8(at + i, view.getUint8(start + i));
+    this.used = at + n;
+  }
+
+  /** CRC-32 of every byte added so far (unsigned). */
+  get value(): number {
+    this.flush();
+    return this.crc;
+  }
+
+  /** With keep: the bytes added since the last take, in order, as one or more buffers (now the caller's). */
+  take(): Buffer[] {
+    this.flush();
+    const kept = this.kept;
+    this.kept = [];
+    return kept;
+  }
+
+  private flush(): void {
+    if (this.used === 0) return;
+    const bytes = this.scratch.subarray(0, this.used);
+    this.crc = zlibCrc32(bytes, this.crc);
+    this.used = 0;
+    if (!this.keep) return;
+    // the gathered bytes are handed out: later ones go to the rest of the scratch, or a new one
+    this.kept.push(bytes);
+    // (the rest must hold any payload small enough to be gathered)
+    const rest = this.scratch.length - bytes.length;
+    this.scratch = rest >= Math.max(this.gatherBytes / 4, CHECKSUM_IN_PLACE_BYTES) ? this.scratch.subarray(bytes.length) : Buffer.allocUnsafe(this.gatherBytes);
+    this.scratchView = new DataView(this.scratch.buffer, this.scratch.byteOffset, this.scratch.length);
+  }
+}
+
 export interface DataFrame {
   seq: number;
   ts: number;
@@ -176,6 +256,51 @@ export class DataFrameEncoder {
     this.crcReg = reg;
     return out;
   }
+}
+
+const SEQ_AT = OFF_SEQ + 1;
+const TS_AT = OFF_TS + 1;
+// The fixed bytes of the probe's layout, as big-endian 32-bit words at body offsets 0, 4, 8, 12 (map4 "type" "data"
+// "seq" 0xce), 20 ("ts" 0xcf), 32 and 36 ("payload").
+const WORD_0 = 0x84a47479 | 0;
+const WORD_4 = 0x7065a464 | 0;
+const WORD_8 = 0x617461a3 | 0;
+const WORD_12 = 0x736571ce | 0;
+const WORD_TS = 0xa27473cf | 0;
+const WORD_32 = 0xa7706179 | 0;
+const WORD_36 = 0x6c6f6164 | 0;
+
+/**
+ * Where the payload of a data frame body at view[body, body+length) starts, when the body is in the probe's layout
+ * (any bin width); -1 for anything else, which the caller reads with readDataFrame. A reader walking a whole read
+ * calls this per frame: seven word compares instead of forty byte compares.
+ */
+export function probePayloadStart(view: DataView, body: number, length: number): number {
+  if (
+    length < OFF_PAYLOAD_HEADER + 2 ||
+    view.getInt32(body) !== WORD_0 || view.getInt32(body + 4) !== WORD_4 || view.getInt32(body + 8) !== WORD_8 ||
+    view.getInt32(body + 12) !== WORD_12 || view.getInt32(body + OFF_TS_KEY) !== WORD_TS ||
+    view.getInt32(body + OFF_PAYLOAD_KEY) !== WORD_32 || view.getInt32(body + OFF_PAYLOAD_KEY + 4) !== WORD_36
+  ) {
+    return -1;
+  }
+  const h = body + OFF_PAYLOAD_HEADER;
+  const n = length - OFF_PAYLOAD_HEADER;
+  const marker = view.getUint8(h);
+  if (marker === 0xc4) return view.getUint8(h + 1) === n - 2 ? h + 2 : -1;
+  if (marker === 0xc5) return n >= 3 && view.getUint16(h + 1) === n - 3 ? h + 3 : -1;
+  if (marker === 0xc6) return n >= 5 && view.getUint32(h + 1) === n - 5 ? h + 5 : -1;
+  return -1;
+}
+
+/** seq of a body probePayloadStart accepted. */
+export function probeSeq(view: DataView, body: number): number {
+  return view.getUint32(body + SEQ_AT);
+}
+
+/** ts of a body probePayloadStart accepted. */
+export function probeTs(view: DataView, body: number): number {
+  return view.getUint32(body + TS_AT) * 0x1_0000_0000 + view.getUint32(body + TS_AT + 4);
 }
 
 /** Reads a msgpack integer at `pos`; returns NaN when the byte there does not start one. */

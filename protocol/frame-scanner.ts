@@ -18,31 +18,19 @@ export class FrameScanner {
   private held: Buffer[] = [];
   private heldBytes = 0;
   private stopped = false;
+  /** Where the chunk that completed a held frame continues, after join. */
+  private joinedUpTo = 0;
 
   constructor(readonly maxFrame: number) {}
 
   push(chunk: Buffer, onFrame: OnFrame, onRun: OnRun = () => undefined): void {
     let pos = 0;
     if (this.heldBytes > 0 || this.stopped) {
-      this.held.push(chunk);
-      this.heldBytes += chunk.length;
-      if (this.stopped) return;
-      const total = this.heldFrameBytes();
-      if (total < 0 || this.heldBytes < total) return;
-      // The split frame is whole: join just its bytes; the rest of this chunk is scanned in place below.
-      const frame = Buffer.allocUnsafe(total);
-      let filled = 0;
-      for (const piece of this.held) {
-        if (piece === chunk) break;
-        piece.copy(frame, filled);
-        filled += piece.length;
-      }
-      pos = total - filled;
-      chunk.copy(frame, filled, 0, pos);
-      this.held = [];
-      this.heldBytes = 0;
-      const more = onFrame(frame, FRAME_HEADER_BYTES, total - FRAME_HEADER_BYTES);
-      onRun(frame, 0, total);
+      const frame = this.join(chunk);
+      if (frame === null) return;
+      pos = this.joinedUpTo;
+      const more = onFrame(frame, FRAME_HEADER_BYTES, frame.length - FRAME_HEADER_BYTES);
+      onRun(frame, 0, frame.length);
       if (!more) return this.stop(chunk, pos);
     }
     const start = pos;
@@ -57,14 +45,73 @@ export class FrameScanner {
     }
     if (pos > start) onRun(chunk, start, pos);
     if (!more) return this.stop(chunk, pos);
-    if (pos < len) {
-      this.held = [chunk.subarray(pos)];
-      this.heldBytes = len - pos;
+    this.hold(chunk, pos);
+  }
+
+  /**
+   * The same boundaries without a call per frame, for a reader that walks the frames of a run itself (a call per
+   * 64-byte frame costs it more than the frame's checks): onRun gets the frame joined from earlier reads, then the
+   * run of this chunk's whole frames. A bad length throws once the whole frames before it were handed on, as push.
+   */
+  pushRuns(chunk: Buffer, onRun: OnRun): void {
+    let pos = 0;
+    if (this.heldBytes > 0) {
+      const frame = this.join(chunk);
+      if (frame === null) return;
+      pos = this.joinedUpTo;
+      onRun(frame, 0, frame.length);
     }
+    const start = pos;
+    const len = chunk.length;
+    let bad: FrameScanError | null = null;
+    while (pos + FRAME_HEADER_BYTES <= len) {
+      const length = ((chunk[pos]! << 24) | (chunk[pos + 1]! << 16) | (chunk[pos + 2]! << 8) | chunk[pos + 3]!) >>> 0;
+      if (length === 0 || length > this.maxFrame) {
+        bad = this.lengthError(length, pos);
+        break;
+      }
+      if (pos + FRAME_HEADER_BYTES + length > len) break;
+      pos += FRAME_HEADER_BYTES + length;
+    }
+    if (pos > start) onRun(chunk, start, pos);
+    if (bad) throw bad;
+    this.hold(chunk, pos);
   }
 
   get pendingBytes(): number {
     return this.heldBytes;
+  }
+
+  /**
+   * Adds chunk to the held pieces of a split frame; once that frame is whole, returns it joined (just its bytes:
+   * the rest of the chunk, from joinedUpTo, is scanned in place) and holds nothing; else null.
+   */
+  private join(chunk: Buffer): Buffer | null {
+    this.held.push(chunk);
+    this.heldBytes += chunk.length;
+    if (this.stopped) return null;
+    const total = this.heldFrameBytes();
+    if (total < 0 || this.heldBytes < total) return null;
+    const frame = Buffer.allocUnsafe(total);
+    let filled = 0;
+    for (const piece of this.held) {
+      if (piece === chunk) break;
+      piece.copy(frame, filled);
+      filled += piece.length;
+    }
+    this.joinedUpTo = total - filled;
+    chunk.copy(frame, filled, 0, this.joinedUpTo);
+    this.held = [];
+    this.heldBytes = 0;
+    return frame;
+  }
+
+  /** Keeps chunk[pos..] (the start of a frame the next reads complete). */
+  private hold(chunk: Buffer, pos: number): void {
+    if (pos < chunk.length) {
+      this.held = [chunk.subarray(pos)];
+      this.heldBytes = chunk.length - pos;
+    }
   }
 
   /** After onFrame said stop: keep the rest unscanned (the emulators stop at the end frame and read no further). */
@@ -87,9 +134,11 @@ export class FrameScanner {
   }
 
   private check(length: number, offset: number): number {
-    if (length === 0 || length > this.maxFrame) {
-      throw new FrameScanError(`frame length ${length} at chunk offset ${offset}: expected 1..${this.maxFrame} (largest data frame for the payload size)`);
-    }
+    if (length === 0 || length > this.maxFrame) throw this.lengthError(length, offset);
     return length;
+  }
+
+  private lengthError(length: number, offset: number): FrameScanError {
+    return new FrameScanError(`frame length ${length} at chunk offset ${offset}: expected 1..${this.maxFrame} (largest data frame for the payload size)`);
   }
 }

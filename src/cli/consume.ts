@@ -5,12 +5,12 @@
  */
 import type { Writable } from 'node:stream';
 import { EdgeechoError } from '../../protocol/errors.js';
-import { connect, consume, parseLocation, type StreamConsumer, type StreamFrame, type StreamLocation } from '../client/index.js';
+import { connect, consume, parseLocation, type StreamConsumer, type StreamLocation } from '../client/index.js';
 import { CONNECTION_FLAGS, connectionOptions, formatFlags, parseFlags, UsageError, type CliIo, type FlagSpec } from './args.js';
 import { toJsonValue } from './frame-json.js';
 
 const SESSION_ID = /^[a-z2-7]{10}$/;
-/** Bytes gathered before one write to stdout: a write per 64-byte payload would cost more than the read. */
+/** JSON text gathered before one write to stdout: a write per frame would cost more than the read. */
 const OUTPUT_BATCH_BYTES = 256 * 1024;
 
 const FLAGS = {
@@ -52,19 +52,17 @@ async function sessionLocation(id: string, values: Parameters<typeof connectionO
 }
 
 /**
- * Buffers output and applies stdout's backpressure to the reading loop, which awaits `flush` only once a batch is
- * full (an await per frame cost the --raw path a third of its rate). Payloads are copied straight into a slab.
+ * Buffers JSON lines and applies stdout's backpressure to the reading loop, which awaits `flush` only once a batch
+ * is full (an await per frame cost the reading loop a third of its rate).
  */
 class Output {
-  private slab = Buffer.allocUnsafe(OUTPUT_BATCH_BYTES);
-  private used = 0;
   private text: string[] = [];
   private textBytes = 0;
 
   constructor(private readonly out: Writable) {}
 
   get full(): boolean {
-    return this.used >= this.slab.length || this.textBytes >= OUTPUT_BATCH_BYTES;
+    return this.textBytes >= OUTPUT_BATCH_BYTES;
   }
 
   line(text: string): void {
@@ -72,30 +70,16 @@ class Output {
     this.textBytes += text.length;
   }
 
-  /** Copies the payload in; false when the slab has no room for it (flush, then call again). */
-  payload(frame: StreamFrame): boolean {
-    const length = frame.payloadLength;
-    if (this.used + length > this.slab.length) {
-      if (this.used > 0) return false;
-      this.slab = Buffer.allocUnsafe(length);
-    }
-    this.used += frame.copyPayload(this.slab, this.used);
-    return true;
+  async flush(): Promise<void> {
+    if (!this.text.length) return;
+    const chunk = this.text.join('');
+    this.text = [];
+    this.textBytes = 0;
+    await this.write(chunk);
   }
 
-  async flush(): Promise<void> {
-    let chunk: Buffer | string | null = null;
-    if (this.used > 0) {
-      // the written slab is handed to the stream as is; the next payloads go to a new one
-      chunk = this.slab.subarray(0, this.used);
-      this.slab = Buffer.allocUnsafe(Math.max(OUTPUT_BATCH_BYTES, this.slab.length));
-      this.used = 0;
-    } else if (this.text.length) {
-      chunk = this.text.join('');
-      this.text = [];
-      this.textBytes = 0;
-    }
-    if (chunk !== null && !this.out.write(chunk)) await new Promise<void>((resolve) => this.out.once('drain', () => resolve()));
+  async write(chunk: Buffer | string): Promise<void> {
+    if (!this.out.write(chunk)) await new Promise<void>((resolve) => this.out.once('drain', () => resolve()));
   }
 }
 
@@ -144,18 +128,14 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
   };
   let error: unknown = null;
   try {
-    for await (const batch of consumer.batches()) {
-      if (raw) {
-        for (const f of batch) {
-          if (out.payload(f)) continue;
-          await out.flush();
-          out.payload(f);
-        }
-      } else {
+    // --raw: the payloads come joined (consumer.payloads()), written as they are, no object per frame
+    if (raw) for await (const bytes of consumer.payloads()) await out.write(bytes);
+    else {
+      for await (const batch of consumer.batches()) {
         showDetails();
         for (const f of batch) out.line(`{"type":"data","seq":${f.seq},"ts":${f.ts},"payload":{"$bin":"${f.payload.toString('base64')}"}}\n`);
+        if (out.full) await out.flush();
       }
-      if (out.full) await out.flush();
     }
   } catch (err) {
     error = err;

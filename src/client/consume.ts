@@ -3,14 +3,15 @@
  * and the end frame {count, checksum}. `consume()` is an async iterator of the data frames that checks sequence
  * continuity and, at the end, the count and CRC-32; a gap, a reorder, a bad checksum or a stream that closes
  * before its end frame throws EdgeechoError DATA_LOSS (after the frames that arrived intact were yielded).
+ * `.batches()` gives the same frames several at a time, `.payloads()` only the payload bytes, joined.
  *
  *   for await (const frame of consume(session.location)) use(frame.payload);
  *
  * Frames are parsed in place: a payload is a view into the received chunk (valid for as long as it is kept).
  */
 import { connect as netConnect, type Socket } from 'node:net';
-import { encodeFrame, unpackValue } from '../../protocol/codec.js';
-import { crc32Update, readDataFrame, type DataFrame } from '../../protocol/data-frame.js';
+import { encodeFrame, FRAME_HEADER_BYTES, unpackValue } from '../../protocol/codec.js';
+import { PayloadChecksum, probePayloadStart, probeSeq, probeTs, readDataFrame, type DataFrame } from '../../protocol/data-frame.js';
 import { EdgeechoError } from '../../protocol/errors.js';
 import { FrameScanner } from '../../protocol/frame-scanner.js';
 import { ReadSlab } from '../../protocol/read-slab.js';
@@ -18,10 +19,12 @@ import { DEFAULT_CONNECT_TIMEOUT_MS } from './transport.js';
 
 /** Largest frame a stream may carry: the emulators' payload limit (16 MiB) plus the map around it. */
 export const DEFAULT_STREAM_MAX_FRAME_BYTES = 16 * 1024 * 1024 + 1024;
-/** Payloads up to this size are copied by a loop rather than Buffer#copy. */
-const SMALL_COPY_BYTES = 128;
 /** Frames parsed ahead of the reader before the socket is paused (backpressure toward the stream server). */
 const QUEUE_HIGH_FRAMES = 8192;
+/** payloads(): bytes per step at most (payloads under 512 bytes are joined up to this; larger ones are a step each). */
+const PAYLOAD_STEP_BYTES = 256 * 1024;
+/** payloads(): steps ahead of the reader before the socket is paused (about a read's worth). */
+const QUEUE_HIGH_STEPS = 4;
 
 export interface StreamLocation {
   host: string;
@@ -47,16 +50,6 @@ export class StreamFrame {
 
   get payloadLength(): number {
     return this.end - this.start;
-  }
-
-  /** Copies the payload into target at offset without making a view (the CLI's --raw path); returns the bytes. */
-  copyPayload(target: Buffer, offset: number): number {
-    const n = this.end - this.start;
-    // Buffer#copy makes a typed-array view per call; a loop over a small payload allocates nothing
-    if (n > SMALL_COPY_BYTES) return this.body.copy(target, offset, this.start, this.end);
-    const body = this.body;
-    for (let i = 0, from = this.start; i < n; i++) target[offset + i] = body[from + i]!;
-    return n;
   }
 }
 
@@ -126,13 +119,20 @@ export class StreamConsumer implements AsyncIterable<StreamFrame> {
   };
   private readonly options: ConsumeOptions;
   private socket: Socket | null = null;
-  private queue: StreamFrame[] = [];
+  /** What the iteration hands out next: frames, or with payloads() payload bytes. */
+  private queue: Array<StreamFrame | Buffer> = [];
+  private queueHigh = QUEUE_HIGH_FRAMES;
+  /** False for payloads(): the payloads are gathered by the checksum, no StreamFrame is made. */
+  private keepFrames = true;
   private head = 0;
   private failure: EdgeechoError | null = null;
   private done = false;
   private waiter: (() => void) | null = null;
   private expected = 0;
   private startedAt = 0;
+  private checksum = new PayloadChecksum();
+  /** The frame readFrame decodes into (reused). */
+  private readonly parsed: DataFrame = { seq: 0, ts: 0, body: Buffer.alloc(0), payloadStart: 0, payloadEnd: 0 };
   private iterated = false;
   /** True once the connection to the location was made. */
   connected = false;
@@ -151,15 +151,33 @@ export class StreamConsumer implements AsyncIterable<StreamFrame> {
     return { [Symbol.asyncIterator]: () => this.iterator<StreamFrame[]>(true) };
   }
 
-  private iterator<T extends StreamFrame | StreamFrame[]>(batched: boolean): AsyncIterator<T> {
+  /**
+   * The payload bytes alone, in seq order and checked as the frames are: each step is one or more payloads joined
+   * (up to 256 KiB), a read's worth in a few steps and no object per frame. What a capture writes:
+   *
+   *   for await (const bytes of consume(location).payloads()) out.write(bytes);
+   */
+  payloads(): AsyncIterable<Buffer> {
+    return {
+      [Symbol.asyncIterator]: () =>
+        this.iterator<Buffer>(false, () => {
+          this.keepFrames = false;
+          this.queueHigh = QUEUE_HIGH_STEPS;
+          this.checksum = new PayloadChecksum(true, PAYLOAD_STEP_BYTES);
+        }),
+    };
+  }
+
+  private iterator<T extends StreamFrame | StreamFrame[] | Buffer>(batched: boolean, setUp?: () => void): AsyncIterator<T> {
     if (this.iterated) throw new EdgeechoError('CONFLICT', 'a StreamConsumer is iterated once; call consume() again for another connection');
     this.iterated = true;
+    setUp?.();
     const opened = this.open();
     let ready = false;
     /** A frame (or batch) already here, else null: the synchronous part of next(). */
     const take = (): IteratorResult<T> | null => {
       if (this.head >= this.queue.length) return null;
-      let value: StreamFrame | StreamFrame[];
+      let value: StreamFrame | Buffer | Array<StreamFrame | Buffer>;
       if (batched) {
         value = this.head === 0 ? this.queue : this.queue.slice(this.head);
         this.head = this.queue.length;
@@ -246,40 +264,22 @@ export class StreamConsumer implements AsyncIterable<StreamFrame> {
       else signal.addEventListener('abort', onAbort, { once: true });
     }
     const scanner = new FrameScanner(this.options.maxFrame ?? DEFAULT_STREAM_MAX_FRAME_BYTES);
-    const parsed: DataFrame = { seq: 0, ts: 0, body: Buffer.alloc(0), payloadStart: 0, payloadEnd: 0 };
-    // Frames are read where they lie in the chunk: no copy, no view per frame but the payload handed out.
-    const onFrame = (buf: Buffer, start: number, length: number): boolean => {
-      this.summary.bytes += 4 + length;
-      if (readDataFrame(buf, start, length, parsed)) {
-        this.onData(parsed);
-        return !this.done;
-      }
-      let value: unknown;
-      try {
-        value = unpackValue(buf.subarray(start, start + length));
-      } catch (err) {
-        this.finish(new EdgeechoError('BAD_FRAME', `the stream at ${host}:${port} sent a frame that is not msgpack: ${(err as Error).message}`));
-        return false;
-      }
-      const v = value as Record<string, unknown> | null;
-      if (v?.type === 'details' && this.summary.details === null) {
-        const { type: _type, ...details } = v;
-        this.summary.details = details;
-      } else if (v?.type === 'end') this.onEnd(v);
-      // other frame types are ignored (DATA.md: receivers ignore what they do not know)
-      return !this.done;
+    const onRun = (buf: Buffer, start: number, end: number): void => {
+      if (!this.done) this.readRun(buf, start, end);
     };
     onChunk = (chunk: Buffer): void => {
       if (this.startedAt === 0) this.startedAt = performance.now();
       if (this.done) return;
       try {
-        scanner.push(chunk, onFrame);
+        scanner.pushRuns(chunk, onRun);
       } catch (err) {
+        // bytes after the end frame are not read (DATA.md 3); an ack may still be on its way out
+        if (this.done) return;
         this.finish(new EdgeechoError('BAD_FRAME', `the stream at ${host}:${port} cannot be framed any more: ${(err as Error).message}`));
         socket.destroy();
         return;
       }
-      if (this.queue.length - this.head >= QUEUE_HIGH_FRAMES) socket.pause();
+      if (this.queue.length - this.head >= this.queueHigh) socket.pause();
       this.wake();
     };
     for (const chunk of early.splice(0)) onChunk(chunk);
@@ -290,6 +290,70 @@ export class StreamConsumer implements AsyncIterable<StreamFrame> {
         this.finish(new EdgeechoError('DATA_LOSS', `the stream at ${host}:${port} closed after ${s.frames} data frames without an end frame`, this.lossDetails()));
       }
     });
+  }
+
+  /**
+   * Checks and queues the whole frames buf[start, end) in one pass: a data frame in the probe's layout with the next
+   * seq is read in place with a few word compares (no callback, no object but the StreamFrame) and its payload
+   * gathered for the CRC; anything else (the details and end frames, another layout, a gap) goes through readFrame.
+   * Frames are read where they lie in the chunk: no copy, no view per frame but the payload handed out.
+   */
+  private readRun(buf: Buffer, start: number, end: number): void {
+    const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+    const s = this.summary;
+    const queue = this.queue;
+    const checksum = this.checksum;
+    const keepFrames = this.keepFrames;
+    let expected = this.expected;
+    let frames = 0;
+    let payloadBytes = 0;
+    let pos = start;
+    while (pos < end) {
+      const length = view.getUint32(pos);
+      const body = pos + FRAME_HEADER_BYTES;
+      pos = body + length;
+      const payload = s.first_seq === null ? -1 : probePayloadStart(view, body, length);
+      if (payload >= 0 && probeSeq(view, body) === expected) {
+        checksum.add(view, payload, pos);
+        if (keepFrames) queue.push(new StreamFrame(expected, probeTs(view, body), buf, payload, pos));
+        expected++;
+        frames++;
+        payloadBytes += pos - payload;
+        continue;
+      }
+      this.expected = expected;
+      s.frames += frames;
+      s.payload_bytes += payloadBytes;
+      s.checksum = checksum.value;
+      frames = payloadBytes = 0;
+      this.readFrame(buf, body, length);
+      expected = this.expected;
+      if (this.done) break;
+    }
+    this.expected = expected;
+    s.bytes += pos - start;
+    s.frames += frames;
+    s.payload_bytes += payloadBytes;
+    s.checksum = checksum.value;
+    if (!keepFrames) for (const bytes of checksum.take()) queue.push(bytes);
+  }
+
+  /** One frame of any kind, decoded in full. */
+  private readFrame(buf: Buffer, start: number, length: number): void {
+    if (readDataFrame(buf, start, length, this.parsed)) return this.onData(this.parsed);
+    let value: unknown;
+    try {
+      value = unpackValue(buf.subarray(start, start + length));
+    } catch (err) {
+      const { host, port } = this.location;
+      return this.finish(new EdgeechoError('BAD_FRAME', `the stream at ${host}:${port} sent a frame that is not msgpack: ${(err as Error).message}`));
+    }
+    const v = value as Record<string, unknown> | null;
+    if (v?.type === 'details' && this.summary.details === null) {
+      const { type: _type, ...details } = v;
+      this.summary.details = details;
+    } else if (v?.type === 'end') this.onEnd(v);
+    // other frame types are ignored (DATA.md: receivers ignore what they do not know)
   }
 
   private onData(f: DataFrame): void {
@@ -311,8 +375,9 @@ export class StreamConsumer implements AsyncIterable<StreamFrame> {
     this.expected++;
     s.frames++;
     s.payload_bytes += f.payloadEnd - f.payloadStart;
-    s.checksum = crc32Update(s.checksum, f.body, f.payloadStart, f.payloadEnd);
-    this.queue.push(new StreamFrame(f.seq, f.ts, f.body, f.payloadStart, f.payloadEnd));
+    this.checksum.add(new DataView(f.body.buffer, f.body.byteOffset, f.body.byteLength), f.payloadStart, f.payloadEnd);
+    s.checksum = this.checksum.value;
+    if (this.keepFrames) this.queue.push(new StreamFrame(f.seq, f.ts, f.body, f.payloadStart, f.payloadEnd));
   }
 
   private onEnd(v: Record<string, unknown>): void {

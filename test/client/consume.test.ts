@@ -106,6 +106,81 @@ test('batches(): the same frames, several per step', async () => {
   }
 });
 
+test('frames split across reads and data frames in another layout among the probe\'s: all checked, in order', async () => {
+  const enc = new DataFrameEncoder(16);
+  const all = enc.batch(0, 6, 1_767_225_600_000);
+  const parts = [encodeFrame({ ...DETAILS, count: 6 })];
+  for (let seq = 0; seq < 6; seq++) {
+    const frame = all.subarray(seq * enc.frameBytes, (seq + 1) * enc.frameBytes);
+    // seq 2 and 3 in the shortest encoding, keys in another order: the general path in the middle of a run
+    parts.push(seq === 2 || seq === 3 ? encodeFrame({ payload: Buffer.from(frame.subarray(frame.length - 16)), seq, ts: 1_767_225_600_000, type: 'data' }) : frame);
+  }
+  parts.push(encodeFrame({ type: 'end', count: 6, checksum: enc.checksum }));
+  const bytes = Buffer.concat(parts);
+  const server = createServer({ allowHalfOpen: true }, async (socket) => {
+    socket.on('error', () => undefined);
+    socket.on('data', () => undefined);
+    socket.setNoDelay(true);
+    // 7-byte writes a tick apart: frame headers and bodies cut at every kind of place
+    for (let at = 0; at < bytes.length; at += 7) {
+      socket.write(bytes.subarray(at, at + 7));
+      await new Promise((r) => setTimeout(r, 1));
+    }
+    socket.end();
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  try {
+    const { frames, error, consumer } = await collect((server.address() as { port: number }).port);
+    assert.is(error, null);
+    assert.equal(frames.map((f) => f.seq), [0, 1, 2, 3, 4, 5]);
+    assert.equal(frames.map((f) => f.ts), Array(6).fill(1_767_225_600_000));
+    assert.equal(Buffer.concat(frames.map((f) => f.payload)), Buffer.concat([0, 1, 2, 3, 4, 5].map((i) => all.subarray((i + 1) * enc.frameBytes - 16, (i + 1) * enc.frameBytes))));
+    assert.is(consumer.summary.checksum_ok, true);
+    assert.is(consumer.summary.bytes, bytes.length);
+  } finally {
+    server.close();
+  }
+});
+
+test('payloads(): the payload bytes alone, joined in seq order, checked like the frames', async () => {
+  const s = await scriptedServer({ bytes: stream([0, 1, 2, 3, 4]) });
+  try {
+    const consumer = consume({ host: '127.0.0.1', port: s.port });
+    const steps: Buffer[] = [];
+    for await (const bytes of consumer.payloads()) steps.push(Buffer.from(bytes));
+    const enc = new DataFrameEncoder(16);
+    const all = enc.batch(0, 5, 1_767_225_600_000);
+    const expected = Buffer.concat([0, 1, 2, 3, 4].map((i) => all.subarray((i + 1) * enc.frameBytes - 16, (i + 1) * enc.frameBytes)));
+    assert.equal(Buffer.concat(steps), expected);
+    assert.ok(steps.length < 5, 'payloads of one read come joined');
+    assert.ok(consumer.summary.complete);
+    assert.is(consumer.summary.frames, 5);
+    assert.is(consumer.summary.payload_bytes, 80);
+  } finally {
+    await closeAll(s);
+  }
+});
+
+test('payloads(): a gap ends the iteration with DATA_LOSS after the bytes before it', async () => {
+  const s = await scriptedServer({ bytes: stream([0, 1, 3, 4]) });
+  try {
+    const consumer = consume({ host: '127.0.0.1', port: s.port });
+    let bytes = 0;
+    const error = await (async () => {
+      try {
+        for await (const b of consumer.payloads()) bytes += b.length;
+      } catch (err) {
+        return err as EdgeechoError;
+      }
+      return null;
+    })();
+    assert.is(error?.code, 'DATA_LOSS');
+    assert.is(bytes, 2 * 16);
+  } finally {
+    await closeAll(s);
+  }
+});
+
 test('a gap: the frames before it are yielded, then DATA_LOSS naming the missing seq', async () => {
   const s = await scriptedServer({ bytes: stream([0, 1, 3, 4]) });
   try {

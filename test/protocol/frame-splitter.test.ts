@@ -2,7 +2,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { encodeFrame, FrameDecoder, FrameSplitter, packValue } from '../../protocol/codec.js';
 import { EdgeechoError } from '../../protocol/errors.js';
-import { prng } from '../support/prng.js';
+import { chunked, prng } from '../support/prng.js';
 
 function randomValue(rnd: () => number, depth = 0): unknown {
   const pick = Math.floor(rnd() * (depth > 2 ? 5 : 7));
@@ -25,16 +25,6 @@ function randomValue(rnd: () => number, depth = 0): unknown {
       return m;
     }
   }
-}
-
-function chunked(bytes: Buffer, rnd: () => number, maxChunk: number): Buffer[] {
-  const out: Buffer[] = [];
-  for (let at = 0; at < bytes.length; ) {
-    const n = Math.min(bytes.length - at, 1 + Math.floor(rnd() * maxChunk));
-    out.push(bytes.subarray(at, at + n));
-    at += n;
-  }
-  return out;
 }
 
 for (const seed of [1, 7, 2024]) {
