@@ -272,7 +272,15 @@ export class SwarmDriver implements RuntimeDriver {
       const state = await this.inspectContainer(id);
       // Published, even by a task that already ended: a short session's stream may be done before this look.
       if (state.published) return;
-      if (state.ended || TERMINAL_TASK_STATES.has(state.status)) throw new EdgeechoError('INTERNAL', `${state.name} ${state.ended ?? `exited with code ${state.exitCode}`} before its port was published`, { container: state.name });
+      if (state.ended || TERMINAL_TASK_STATES.has(state.status)) {
+        // The manager learns the port from the node's report of the task running; a role that ended before that
+        // report (a plain stream whose EDGEECHO_PLAIN_GRACE_MS ran out at once) leaves no port to tell.
+        throw new EdgeechoError(
+          'INTERNAL',
+          `${state.name} ${state.ended ?? `exited with code ${state.exitCode}`} before its node reported its published port (a swarm node reports it about 0.1-1 s after start: a plain stream needs EDGEECHO_PLAIN_GRACE_MS above that)`,
+          { container: state.name, exit_code: state.exitCode },
+        );
+      }
       if (Date.now() > deadline) throw new EdgeechoError('TIMEOUT', `${state.name} printed its ready line but its node reported no published port in time (task ${state.status})`, { container: state.name });
       signal?.throwIfAborted();
       await sleep(50, signal);
