@@ -203,7 +203,12 @@ async function swarmRows(config: Config, iterations: number): Promise<Row[]> {
     return { ms: performance.now() - t0, id: result.id };
   };
   try {
-    return await measure('swarm', iterations, (mode) => rawSession(mode, made), ours, (id) => removeSession(docker, id));
+    // Removed behind the driver's back: its placement is given back by hand.
+    const cleanup = async (id: string): Promise<void> => {
+      await removeSession(docker, id);
+      driver.unplace(id);
+    };
+    return await measure('swarm', iterations, (mode) => rawSession(mode, made), ours, cleanup);
   } finally {
     for (const id of made) await removeSession(docker, id);
     await removeLabelledSwarm(docker, 'io.edgeecho.test', 'bench');
