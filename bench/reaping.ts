@@ -111,8 +111,9 @@ export default async function main(argv: string[]): Promise<void> {
         if (u.record) recordedAt = Date.now();
       });
       await terminate(driver, stream.id);
-      // The network's destroy is this engine's own (docker) or its copy of the overlay (swarm): both are seen here.
-      await waitFor(() => recordedAt > 0 && netDestroyedAt.has(s.network.id) && dieAt.has(key(id, 'stream')) && s.containers.every((c) => destroyedAt.has(key(id, c.role))), 30_000, `session ${id} reaped`);
+      // An overlay network's removal sends no event here: under swarm the network row is left out.
+      const gone = (): boolean => runtime === 'swarm' || netDestroyedAt.has(s.network.id);
+      await waitFor(() => recordedAt > 0 && gone() && dieAt.has(key(id, 'stream')) && s.containers.every((c) => destroyedAt.has(key(id, c.role))), 30_000, `session ${id} reaped`);
       unsubscribe();
       const rec = store.get(id)!;
       if (rec.state !== 'completed') throw new Error(`session ${id} ended ${rec.state}: ${rec.transitions.at(-1)?.reason}`);
@@ -122,7 +123,7 @@ export default async function main(argv: string[]): Promise<void> {
         detect: detectedAt.get(id)! - finishedAt,
         containersRemoved: Math.max(...s.containers.map((c) => destroyedAt.get(key(id, c.role)) ?? NaN)) - finishedAt,
         record: recordedAt - finishedAt,
-        removed: netDestroyedAt.get(s.network.id)! - finishedAt,
+        removed: (netDestroyedAt.get(s.network.id) ?? NaN) - finishedAt,
       });
     }
   } finally {
