@@ -15,6 +15,7 @@ import { SessionBus } from '../src/sessions/events.js';
 import { SessionLifecycle } from '../src/sessions/lifecycle.js';
 import { Reaper } from '../src/sessions/reaper.js';
 import { openSessionStore } from '../src/sessions/sqlite-store.js';
+import { DockerDriver } from '../src/runtime/docker/driver.js';
 import { InstanceScope } from '../src/runtime/instance-scope.js';
 import { SwarmDriver } from '../src/runtime/swarm/driver.js';
 import { newInstanceId } from '../src/sessions/session-id.js';
@@ -71,7 +72,8 @@ export default async function main(argv: string[]): Promise<void> {
   const dieAt = new Map<string, number>();
   const destroyedAt = new Map<string, number>();
   const key = (session: string | undefined, role: string | undefined): string => `${session}/${role}`;
-  const engine = testDriver(docker);
+  // Unscoped: the task containers carry the swarm driver's instance label, not a test driver's.
+  const engine = new DockerDriver({ docker, subnetPool: TEST_SUBNET_POOL, subnetPrefix: 28 });
   const listening = (async () => {
     for await (const e of engine.events({ signal: rawEvents.signal }) as AsyncIterable<RuntimeEvent>) {
       if (e.type === 'container' && e.action === 'die') dieAt.set(key(e.session, e.role), Date.now());
