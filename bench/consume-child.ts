@@ -2,8 +2,8 @@
  * One consumer of a plain stream for bench/consume.ts, in its own process like any client: `raw` reads bytes to
  * EOF and parses nothing (the ceiling), `raw-crc` reads the same way and only walks the frames and sums the
  * payloads' CRC-32 (what verification costs at the least: no seq check, no objects, no iteration), `library`
- * iterates consume() frame by frame and `batches` a read's worth at a time (continuity and CRC-32 checked either
- * way). Prints one JSON line: bytes, frames, ms from the first byte to the end, cpu_ms (this process, user + system, from
+ * iterates consume() frame by frame, `batches` a read's worth at a time and `payloads` takes the checked payload
+ * bytes alone (continuity and CRC-32 checked every way). Prints one JSON line: bytes, frames, ms from the first byte to the end, cpu_ms (this process, user + system, from
  * before connecting to the end: what other work on the machine barely moves), ok.
  */
 import { connect } from 'node:net';
@@ -92,7 +92,16 @@ async function library(batched: boolean): Promise<Record<string, unknown>> {
   return { bytes: s.bytes, frames, payload_bytes: payloadBytes, ms: s.duration_ms, ok: s.complete && s.checksum_ok === true };
 }
 
+/** The library's byte reader: what `edgeecho consume --raw` writes, without the write. */
+async function payloads(): Promise<Record<string, unknown>> {
+  const consumer = consume({ host: '127.0.0.1', port });
+  let payloadBytes = 0;
+  for await (const bytes of consumer.payloads()) payloadBytes += bytes.length;
+  const s = consumer.summary;
+  return { bytes: s.bytes, frames: s.frames, payload_bytes: payloadBytes, ms: s.duration_ms, ok: s.complete && s.checksum_ok === true };
+}
+
 const cpu0 = process.cpuUsage();
-const result = role === 'raw' ? await raw() : role === 'raw-crc' ? await rawCrc() : await library(role === 'batches');
+const result = role === 'raw' ? await raw() : role === 'raw-crc' ? await rawCrc() : role === 'payloads' ? await payloads() : await library(role === 'batches');
 const cpu = process.cpuUsage(cpu0);
 process.stdout.write(JSON.stringify({ ...result, cpu_ms: (cpu.user + cpu.system) / 1000 }) + '\n');

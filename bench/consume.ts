@@ -1,7 +1,7 @@
 /**
  * Consume throughput: COUNT frames (64-byte payload) of a plain session's stream read at its location by
  * `edgeecho consume --raw` (the CLI as shipped, stdout to /dev/null), by the client library's consume() (frame by
- * frame, and a read's worth at a time with .batches()), and by
+ * frame, a read's worth at a time with .batches(), and the checked payload bytes alone with .payloads()), and by
  * `edgeecho consume` writing JSON lines, each beside a raw socket read of the same stream (bytes to EOF, nothing
  * parsed) and a raw read that only sums the payloads' CRC-32 (the least any verifying reader does).
  * `npm run bench -- consume [runs]`. Probe and stream run as local processes from the emulator bundles, a fresh
@@ -23,9 +23,15 @@ const PAYLOAD = Number(process.env.BENCH_PAYLOAD_BYTES ?? 64);
 const DEFAULT_RUNS = 5;
 const TARGET = 0.8;
 
-type Kind = 'raw socket' | 'raw read + CRC-32 only' | 'library consume()' | 'library .batches()' | 'CLI consume --raw' | 'CLI consume (JSON lines)';
-const KINDS: Kind[] = ['raw socket', 'raw read + CRC-32 only', 'library consume()', 'library .batches()', 'CLI consume --raw', 'CLI consume (JSON lines)'];
-const CHILD_ROLE: Partial<Record<Kind, string>> = { 'raw socket': 'raw', 'raw read + CRC-32 only': 'raw-crc', 'library consume()': 'library', 'library .batches()': 'batches' };
+type Kind = 'raw socket' | 'raw read + CRC-32 only' | 'library consume()' | 'library .batches()' | 'library .payloads()' | 'CLI consume --raw' | 'CLI consume (JSON lines)';
+const KINDS: Kind[] = ['raw socket', 'raw read + CRC-32 only', 'library consume()', 'library .batches()', 'library .payloads()', 'CLI consume --raw', 'CLI consume (JSON lines)'];
+const CHILD_ROLE: Partial<Record<Kind, string>> = {
+  'raw socket': 'raw',
+  'raw read + CRC-32 only': 'raw-crc',
+  'library consume()': 'library',
+  'library .batches()': 'batches',
+  'library .payloads()': 'payloads',
+};
 
 interface Sample {
   bytes: number;
@@ -121,11 +127,13 @@ export default async function consumeBench(argv: string[] = []): Promise<void> {
         raw_crc_fps: Math.round(of('raw read + CRC-32 only').best),
         library_fps: Math.round(of('library consume()').best),
         library_batches_fps: Math.round(of('library .batches()').best),
+        library_payloads_fps: Math.round(of('library .payloads()').best),
         cli_raw_fps: Math.round(of('CLI consume --raw').best),
         cli_json_fps: Math.round(of('CLI consume (JSON lines)').best),
         raw_crc_vs_raw: ratio('raw read + CRC-32 only'),
         library_vs_raw: ratio('library consume()'),
         library_batches_vs_raw: ratio('library .batches()'),
+        library_payloads_vs_raw: ratio('library .payloads()'),
         cli_raw_vs_raw: ratio('CLI consume --raw'),
         cli_json_vs_raw: ratio('CLI consume (JSON lines)'),
         median: {
@@ -133,6 +141,7 @@ export default async function consumeBench(argv: string[] = []): Promise<void> {
           raw_crc_vs_raw: ratioMedian('raw read + CRC-32 only'),
           library_vs_raw: ratioMedian('library consume()'),
           library_batches_vs_raw: ratioMedian('library .batches()'),
+          library_payloads_vs_raw: ratioMedian('library .payloads()'),
           cli_raw_vs_raw: ratioMedian('CLI consume --raw'),
           cli_json_vs_raw: ratioMedian('CLI consume (JSON lines)'),
         },
@@ -141,6 +150,7 @@ export default async function consumeBench(argv: string[] = []): Promise<void> {
           raw_crc: cpuOf('raw read + CRC-32 only'),
           library: cpuOf('library consume()'),
           library_batches: cpuOf('library .batches()'),
+          library_payloads: cpuOf('library .payloads()'),
         },
         all_ok: rows.every((r) => r.ok),
       }),

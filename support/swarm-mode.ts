@@ -9,8 +9,8 @@ import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import type Docker from 'dockerode';
 
-/** Address pool for the swarm's own networks (ingress, docker_gwbridge's peers): clear of the session pools. */
-export const SWARM_ADDR_POOL = '10.214.0.0/16';
+/** Address pool for the swarm's own networks (ingress): clear of every pool the tests and sessions use (10.213-10.219 but this). */
+export const SWARM_ADDR_POOL = '10.218.0.0/16';
 export const PLACEMENT_LABEL = 'io.edgeecho.test-placement';
 
 export interface SwarmMode {
