@@ -44,14 +44,25 @@ async function setUp(docker: Docker): Promise<SwarmMode> {
   const nodeId = ((await docker.info()) as { Swarm: { NodeID: string } }).Swarm.NodeID;
   const placement = { label: PLACEMENT_LABEL, value: `run-${process.pid}-${randomBytes(3).toString('hex')}` };
   execFileSync('docker', ['node', 'update', '--label-add', `${placement.label}=${placement.value}`, nodeId], { stdio: 'pipe' });
-  process.once('exit', () => {
+  let restored = false;
+  const restore = (): void => {
+    if (restored) return;
+    restored = true;
     try {
       if (initialised) execFileSync('docker', ['swarm', 'leave', '--force'], { stdio: 'pipe', timeout: 60_000 });
       else execFileSync('docker', ['node', 'update', '--label-rm', placement.label, nodeId], { stdio: 'pipe', timeout: 30_000 });
     } catch (err) {
       console.error(`leaving the engine as found failed: ${(err as Error).message}`);
     }
-  });
+  };
+  process.once('exit', restore);
+  // A run cut short (CI's timeout sends SIGTERM) leaves the engine as found too, then dies of the signal.
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+    process.once(signal, () => {
+      restore();
+      process.kill(process.pid, signal);
+    });
+  }
   return { nodeId, initialised, constraint: `${placement.label}=${placement.value}`, placement };
 }
 

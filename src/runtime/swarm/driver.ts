@@ -37,7 +37,7 @@ import { SessionNetworks } from '../docker/session-networks.js';
 import { SubnetPool } from '../docker/subnets.js';
 import { choose, describeNodes, loadsByNode, type Constraint, type Demand } from './placement.js';
 import { labelsOf, overlayNetworkSpec, serviceSpec, type EndpointMode } from './service-spec.js';
-import { LABEL_STOPPED, latestTask, nodeView, serviceState, TERMINAL_TASK_STATES, type NodeView, type SwarmNode, type SwarmService, type SwarmTask } from './swarm-objects.js';
+import { LABEL_STOPPED, latestTask, LOST_NODE_STATES, nodeView, removedNode, serviceState, TERMINAL_TASK_STATES, type NodeView, type SwarmNode, type SwarmService, type SwarmTask } from './swarm-objects.js';
 import { TaskWatch, type SwarmListing } from './task-watch.js';
 
 export interface SwarmDriverOptions {
@@ -84,6 +84,7 @@ export class SwarmDriver implements RuntimeDriver {
   /** When each task was first seen running (the manager keeps only a task's latest status time). */
   private readonly startedAt = new Map<string, string>();
   private selfNode: Promise<string> | null = null;
+  private placing: Promise<unknown> = Promise.resolve();
 
   constructor(private readonly options: SwarmDriverOptions) {
     this.docker = options.docker ?? new Docker({ socketPath: options.socketPath ?? '/var/run/docker.sock' });
@@ -112,12 +113,20 @@ export class SwarmDriver implements RuntimeDriver {
     return { state: info.Swarm?.LocalNodeState ?? 'inactive', manager: info.Swarm?.ControlAvailable === true, nodeId: info.Swarm?.NodeID ?? '' };
   }
 
-  async place(request: PlacementRequest): Promise<Placement> {
-    const nodes = await this.nodes();
-    const node = choose(nodes, request.demand);
-    // Held until the session's network goes (teardown, rollback) or unplace: its services count from the listing after.
-    this.placed.set(request.session, { node: node.id, demand: request.demand });
-    return { node: node.id, details: { node: node.hostname, node_id: node.id.slice(0, 12), address: node.address } };
+  /**
+   * One placement at a time in this process, each reading the nodes after the last was held, so concurrent creates
+   * never book the same room twice. Another daemon placing at the same moment is not seen (instances share the
+   * nodes, not their pending placements): nodes can be overcommitted by that much, briefly.
+   */
+  place(request: PlacementRequest): Promise<Placement> {
+    const placing = this.placing.then(async () => {
+      const node = choose(await this.nodes(), request.demand);
+      // Held until its services are gone (teardown, rollback) or unplace; meanwhile it counts instead of them.
+      this.placed.set(request.session, { node: node.id, demand: request.demand });
+      return { node: node.id, details: { node: node.hostname, node_id: node.id.slice(0, 12), address: node.address } };
+    });
+    this.placing = placing.catch(() => undefined);
+    return placing;
   }
 
   unplace(session: string): void {
@@ -172,9 +181,9 @@ export class SwarmDriver implements RuntimeDriver {
     if (!session) return;
     while (Date.now() < deadline) {
       const [tasks, nodes] = await Promise.all([this.listTasksOf(session), this.listNodes()]);
-      const down = new Set(nodes.filter((n) => n.Status?.State !== 'ready').map((n) => n.ID));
-      // A node that is down removes its containers when it comes back; nothing here can wait for that.
-      if (tasks.every((t) => t.NodeID && down.has(t.NodeID))) return;
+      const answering = new Set(nodes.filter((n) => !LOST_NODE_STATES.has(n.Status?.State ?? 'unknown')).map((n) => n.ID));
+      // A node that is down removes its containers when it comes back, a removed one never: nothing here can wait.
+      if (tasks.every((t) => t.NodeID && !answering.has(t.NodeID))) return;
       await sleep(TASK_LOOK_MS);
     }
   }
@@ -358,6 +367,7 @@ export class SwarmDriver implements RuntimeDriver {
         node = nodeView((await this.docker.getNode(task.NodeID).inspect()) as SwarmNode);
       } catch (err) {
         if (!isStatus(err, 404)) throw mapDockerError(err, `inspect node ${task.NodeID}`);
+        node = removedNode(task.NodeID);
       }
     }
     if (task?.Status.State === 'running' && !this.startedAt.has(task.ID) && task.Status.Timestamp) this.startedAt.set(task.ID, task.Status.Timestamp);
@@ -402,7 +412,7 @@ export class SwarmDriver implements RuntimeDriver {
     const tasksOf = groupBy(tasks, (t) => t.ServiceID);
     const containers = services.map((s) => {
       const task = latestTask(tasksOf.get(s.ID) ?? []);
-      return serviceState(s, task, task?.NodeID ? (views.get(task.NodeID) ?? null) : null);
+      return serviceState(s, task, task?.NodeID ? (views.get(task.NodeID) ?? removedNode(task.NodeID)) : null);
     });
     let networks: Docker.NetworkInspectInfo[];
     try {
@@ -528,7 +538,14 @@ function groupBy<T>(items: readonly T[], key: (item: T) => string): Map<string, 
 
 function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
-    const timer = setTimeout(resolve, ms);
-    signal?.addEventListener('abort', () => (clearTimeout(timer), resolve()), { once: true });
+    const onAbort = (): void => {
+      clearTimeout(timer);
+      resolve();
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener('abort', onAbort, { once: true });
   });
 }

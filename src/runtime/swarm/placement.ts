@@ -59,15 +59,23 @@ export function loadsByNode(services: readonly SwarmService[], tasks: readonly S
     list.push(t);
     tasksOf.set(t.ServiceID, list);
   }
+  /** Sessions with a listed service, and those of them with one still live (or not started). */
+  const listed = new Set<string>();
+  const live = new Set<string>();
   for (const service of services) {
     const labels = service.Spec.Labels ?? {};
     const serviceTasks = tasksOf.get(service.ID) ?? [];
     if (labels[LABEL_MANAGED] === 'true') {
       const session = labels[LABEL_SESSION];
-      if (session && pending.has(session)) continue;
       const latest = latestTask(serviceTasks);
+      const ended = latest !== null && TERMINAL_TASK_STATES.has(latest.Status.State);
+      if (session) {
+        listed.add(session);
+        if (!ended) live.add(session);
+      }
+      if (session && pending.has(session)) continue;
       // Ended roles hold nothing; created ones (no task yet) hold their node already.
-      if (latest && TERMINAL_TASK_STATES.has(latest.Status.State)) continue;
+      if (ended) continue;
       const node = pinnedNode(service.Spec.TaskTemplate?.Placement?.Constraints) ?? latest?.NodeID;
       if (!node) continue;
       const limits = service.Spec.TaskTemplate?.Resources?.Limits ?? {};
@@ -86,6 +94,8 @@ export function loadsByNode(services: readonly SwarmService[], tasks: readonly S
     }
   }
   for (const [session, p] of pending) {
+    // Every listed role of it has ended (a failed session kept for debugging): it holds nothing any more.
+    if (listed.has(session) && !live.has(session)) continue;
     const l = load(p.node);
     l.memoryBytes += p.demand.memoryBytes;
     l.nanoCpus += p.demand.nanoCpus;

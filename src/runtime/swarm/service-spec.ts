@@ -2,8 +2,8 @@
  * A role as a Swarm service: the same labels, limits and hardening as the Docker runtime's containers, as far as
  * a service can carry them (Docker 20.10: no no-new-privileges, and the /tmp tmpfs takes a size but no mount
  * flags), one replica that is never restarted, pinned to the node the session was placed on. Created with zero
- * replicas (it exists, labelled, but runs nothing) and scaled to one by start. Pure, so it is tested without a
- * swarm.
+ * replicas (it exists, labelled, but runs nothing) and scaled to one by start; a stop pins it to no node (see the
+ * driver). Pure, so it is tested without a swarm.
  */
 import { LABEL_MANAGED, LABEL_ROLE, LABEL_SESSION, type ContainerSpec, type NetworkSpec } from '../driver.js';
 import { CONTAINER_USER } from '../docker/driver.js';
@@ -13,7 +13,7 @@ export type EndpointMode = 'dnsrr' | 'vip';
 
 export interface ServiceOptions {
   endpointMode: EndpointMode;
-  /** SIGTERM grace before SIGKILL, as a service carries it (scale-to-zero stops with it). */
+  /** SIGTERM grace before SIGKILL, as a service carries it (a stop stops its task with it). */
   stopGraceS: number;
 }
 

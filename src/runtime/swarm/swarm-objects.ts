@@ -63,6 +63,13 @@ export const RUNNING_TASK_STATES = new Set(['starting', 'running']);
 /** Terminal states in which the task's container never ran, or was lost: the manager's error is the reason. */
 const UNRUN_TASK_STATES = new Set(['rejected', 'orphaned']);
 
+/**
+ * Node states in which its tasks are lost: `down` (the manager declared it after missed heartbeats) and `removed`
+ * (no longer in the swarm). `unknown` (every node, for a moment, after a manager restart or a leader change) and
+ * `disconnected` pass by themselves: what the node last reported stands meanwhile.
+ */
+export const LOST_NODE_STATES = new Set(['down', 'removed']);
+
 /** A task's node, for the states the manager only hears from nodes. */
 export interface NodeView {
   hostname: string;
@@ -79,6 +86,11 @@ export function nodeAddress(node: SwarmNode): string {
   // A manager may report 0.0.0.0 (advertised on every address): its manager address names it then.
   if (addr && addr !== '0.0.0.0') return addr;
   return node.ManagerStatus?.Addr?.replace(/:\d+$/, '') ?? '0.0.0.0';
+}
+
+/** The view of a node the swarm no longer lists (removed with `docker node rm`). */
+export function removedNode(id: string): NodeView {
+  return { hostname: id.slice(0, 12), state: 'removed', availability: 'removed', address: '0.0.0.0' };
 }
 
 export function nodeView(node: SwarmNode): NodeView {
@@ -132,14 +144,17 @@ export function serviceState(service: SwarmService, task: SwarmTask | null, node
     state.finishedAt = task.Status.Timestamp ?? null;
     if (UNRUN_TASK_STATES.has(taskState)) {
       state.ended = `was ${taskState} on ${where}: ${task.Status.Err || task.Status.Message || 'no reason given'}`;
-    } else state.exitCode = task.Status.ContainerStatus?.ExitCode ?? null;
+    } else {
+      // An exit code of 0 may be left out of the task's status (omitempty): a complete task exited 0.
+      state.exitCode = task.Status.ContainerStatus?.ExitCode ?? (taskState === 'complete' ? 0 : null);
+    }
     // Shut down while the service still wants its replica: the swarm ended it (a drained node), not a stop.
     if (taskState === 'shutdown' && (service.Spec.Mode?.Replicated?.Replicas ?? 0) > 0 && labels[LABEL_STOPPED] !== 'true') {
       state.ended = `was shut down by the swarm on ${where}${node && node.availability !== 'active' ? ` (node availability ${node.availability})` : ''}`;
     }
     return state;
   }
-  if (node && node.state !== 'ready' && task.NodeID) {
+  if (node && LOST_NODE_STATES.has(node.state) && task.NodeID) {
     // The manager cannot hear from the node: its task is lost with it, whatever state was last reported.
     state.status = `node-${node.state}`;
     state.ended = `its ${where} is ${node.state}${task.Status.Err ? ` (${task.Status.Err})` : ''}`;

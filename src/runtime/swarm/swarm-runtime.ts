@@ -24,7 +24,14 @@ export type SwarmRuntimeConfig = Pick<
   | 'swarmConstraints'
   | 'swarmCpuRatio'
   | 'swarmPollMs'
+  | 'publishHost'
 >;
+
+/** A reference naming no registry host resolves to Docker Hub (`edgeecho/probe:0.1.0`, not `registry:5000/...`). */
+export function onDockerHub(image: string): boolean {
+  const first = image.split('/')[0]!;
+  return !image.includes('/') || !(first.includes('.') || first.includes(':') || first === 'localhost');
+}
 
 export function swarmRuntime(config: SwarmRuntimeConfig, log: Logger): Runtime & { driver: SwarmDriver } {
   const driver = new SwarmDriver({
@@ -60,6 +67,14 @@ export function swarmRuntime(config: SwarmRuntimeConfig, log: Logger): Runtime &
       if (!swarm.manager) {
         throw new EdgeechoError('RUNTIME_UNAVAILABLE', `the engine at ${config.dockerSocket} is a swarm worker: the swarm runtime needs a manager (\`docker node promote\` this node, or run the daemon on a manager)`);
       }
+      const hubNames = [config.imageProbe, config.imageStream, config.imageSegmentation].filter(onDockerHub);
+      if (hubNames.length) {
+        log.warn(
+          { images: hubNames },
+          'swarm runtime: these images name no registry, so a node whose dockerd lacks DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1 pulls each of them from Docker Hub before every task, even when it holds the image (README "Swarm runtime": a registry in EDGEECHO_IMAGE_*, or that variable on every node)',
+        );
+      }
+      log.warn({ publish_host: config.publishHost }, 'swarm runtime: streams are published in host mode on every address of their node; EDGEECHO_PUBLISH_HOST does not apply');
     },
     prepare: ({ force }) => buildEmulatorImages(driver.docker, { config, log: log.child({ component: 'images' }), force: force === true }),
   };

@@ -10,7 +10,7 @@
  */
 import type { Logger } from 'pino';
 import { LABEL_INSTANCE, LABEL_ROLE, LABEL_SESSION, type RuntimeEvent } from '../driver.js';
-import { TERMINAL_TASK_STATES, type SwarmNode, type SwarmService, type SwarmTask } from './swarm-objects.js';
+import { LOST_NODE_STATES, TERMINAL_TASK_STATES, type SwarmNode, type SwarmService, type SwarmTask } from './swarm-objects.js';
 
 export const JOURNAL_EVENTS = 4096;
 
@@ -24,9 +24,14 @@ interface Seen {
   service: string;
   state: string;
   node?: string;
-  /** A `die` was emitted for it (an end state, or its node lost). */
+  /** A `die` was emitted for its end state: it ends once. */
   died: boolean;
+  /** A `die` was emitted because its node was lost; cleared if the node comes back, so a later loss is seen again. */
+  lost: boolean;
 }
+
+/** Removed services remembered so a listing begun before the removal does not bring them back. */
+const REMEMBERED_REMOVALS = 1024;
 
 type Listener = { event(e: RuntimeEvent): void; failed(err: Error): void };
 
@@ -35,7 +40,7 @@ export class TaskWatch {
   private readonly listeners = new Set<Listener>();
   private readonly tasks = new Map<string, Seen>();
   private readonly services = new Map<string, Record<string, string>>();
-  private readonly nodeStates = new Map<string, string>();
+  private readonly removals = new Set<string>();
   private timer: NodeJS.Timeout | null = null;
   private polling: Promise<void> | null = null;
   private primed = false;
@@ -78,17 +83,24 @@ export class TaskWatch {
   /** Diffs a full listing against the last one. */
   observe(listing: SwarmListing): void {
     const nodeLost = new Map<string, string>();
+    const listed = new Set<string>();
     for (const node of listing.nodes) {
       const state = node.Status?.State ?? 'unknown';
-      if (state !== 'ready') nodeLost.set(node.ID, `${node.Description?.Hostname ?? node.ID.slice(0, 12)} is ${state}`);
-      this.nodeStates.set(node.ID, state);
+      listed.add(node.ID);
+      if (LOST_NODE_STATES.has(state)) nodeLost.set(node.ID, `${node.Description?.Hostname ?? node.ID.slice(0, 12)} is ${state}`);
     }
+    // A task's node the swarm no longer lists was removed (`docker node rm`): its tasks are lost with it.
+    for (const t of listing.tasks) if (t.NodeID && !listed.has(t.NodeID)) nodeLost.set(t.NodeID, `${t.NodeID.slice(0, 12)} was removed from the swarm`);
     const present = new Set<string>();
     for (const service of listing.services) {
+      if (this.removals.has(service.ID)) continue;
       present.add(service.ID);
       this.services.set(service.ID, service.Spec.Labels ?? {});
     }
-    this.observeTasks(listing.tasks, nodeLost);
+    this.observeTasks(
+      listing.tasks.filter((t) => !this.removals.has(t.ServiceID)),
+      nodeLost,
+    );
     for (const id of [...this.services.keys()]) if (!present.has(id)) this.removed(id);
     this.primed = true;
   }
@@ -101,7 +113,7 @@ export class TaskWatch {
       const ended = TERMINAL_TASK_STATES.has(state);
       const at = this.timeNano(task.Status.Timestamp);
       if (!seen) {
-        const entry: Seen = { service: task.ServiceID, state, died: false, ...(task.NodeID ? { node: task.NodeID } : {}) };
+        const entry: Seen = { service: task.ServiceID, state, died: false, lost: false, ...(task.NodeID ? { node: task.NodeID } : {}) };
         this.tasks.set(task.ID, entry);
         // Before the first full look, ends are history: journalled with their own time, so `since` replays them.
         if (ended) this.die(task, entry, at);
@@ -114,15 +126,17 @@ export class TaskWatch {
       }
       const entry = this.tasks.get(task.ID)!;
       const lost = task.NodeID ? nodeLost.get(task.NodeID) : undefined;
-      if (lost && !ended && !entry.died) {
-        entry.died = true;
-        this.emit(task.ServiceID, 'die', this.now(), { reason: `node ${lost}` });
-      }
+      if (lost && !ended && !entry.died && !entry.lost) {
+        entry.lost = true;
+        this.emit(task.ServiceID, 'die', this.now());
+      } else if (!lost) entry.lost = false;
     }
   }
 
   /** A service is gone (removed by the driver or seen missing): `destroy`, and its tasks forgotten. */
   removed(serviceId: string): void {
+    this.removals.add(serviceId);
+    if (this.removals.size > REMEMBERED_REMOVALS) this.removals.delete(this.removals.values().next().value!);
     if (!this.services.has(serviceId)) return;
     this.emit(serviceId, 'destroy', this.now());
     this.services.delete(serviceId);
@@ -169,12 +183,12 @@ export class TaskWatch {
   private die(task: SwarmTask, seen: Seen, at: number): void {
     if (seen.died) return;
     seen.died = true;
-    const code = task.Status.ContainerStatus?.ExitCode;
+    const code = task.Status.ContainerStatus?.ExitCode ?? (task.Status.State === 'complete' ? 0 : undefined);
     const ran = task.Status.State !== 'rejected' && task.Status.State !== 'orphaned';
-    this.emit(task.ServiceID, 'die', at, ran && typeof code === 'number' ? { exitCode: code } : { reason: task.Status.Err || task.Status.State });
+    this.emit(task.ServiceID, 'die', at, ran && typeof code === 'number' ? { exitCode: code } : {});
   }
 
-  private emit(serviceId: string, action: string, timeNano: number, extra: { exitCode?: number; reason?: string } = {}): void {
+  private emit(serviceId: string, action: string, timeNano: number, extra: { exitCode?: number } = {}): void {
     const labels = this.services.get(serviceId) ?? {};
     const event: RuntimeEvent = { type: 'container', action, id: serviceId, timeNano };
     if (labels[LABEL_SESSION]) event.session = labels[LABEL_SESSION];

@@ -73,6 +73,12 @@ test('a session pending here counts once, by its placement, not again by its ser
   assert.is(loads.get('a')!.memoryBytes, 3 * GiB);
 });
 
+test('a pending session whose listed roles all ended (kept for debugging) holds nothing', () => {
+  const services = [ours('s1', 'one', 'a', 2 * GiB, 2)];
+  const loads = loadsByNode(services, [task('s1', 'a', 'failed')], new Map([['one', { node: 'a', demand: { memoryBytes: 3 * GiB, nanoCpus: 3e9 } }]]));
+  assert.is(loads.get('a')?.memoryBytes ?? 0, 0);
+});
+
 test('drained, down and unlabelled nodes take no sessions, and say why', () => {
   const constraints = parseConstraints('zone=edge, tier!=test');
   const nodes = [node('a', { availability: 'drain', labels: { zone: 'edge' } }), node('bb', { state: 'down', labels: { zone: 'edge' } }), node('ccc'), node('dddd', { labels: { zone: 'edge', tier: 'test' } })];

@@ -1,7 +1,7 @@
 /** A role's state read from its service and task, and a role's service spec (no swarm needed). */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { nodeAddress, nodeView, latestTask, serviceState, type SwarmNode, type SwarmService, type SwarmTask } from '../../../src/runtime/swarm/swarm-objects.js';
+import { nodeAddress, nodeView, latestTask, removedNode, serviceState, type SwarmNode, type SwarmService, type SwarmTask } from '../../../src/runtime/swarm/swarm-objects.js';
 import { overlayNetworkSpec, pinnedNode, serviceSpec } from '../../../src/runtime/swarm/service-spec.js';
 import type { ContainerSpec } from '../../../src/runtime/driver.js';
 
@@ -38,6 +38,23 @@ test('ended: exit code and time; rejected: the manager\'s error names the node; 
   assert.is(rejected.ended, 'was rejected on node edge-1: No such image: edgeecho/probe:0.1.0');
   const lost = serviceState(service, task('running'), { ...node, state: 'down' });
   assert.equal([lost.running, lost.status, lost.ended], [false, 'node-down', 'its node edge-1 is down']);
+});
+
+test('unknown nodes keep the last report; removed nodes lose their tasks; a complete task without a code exited 0', () => {
+  assert.is(serviceState(service, task('running'), { ...node, state: 'unknown' }).running, true);
+  const removed = serviceState(service, task('running'), removedNode('n1'));
+  assert.equal([removed.running, removed.ended], [false, 'its node n1 is removed']);
+  assert.is(serviceState(service, task('complete'), node).exitCode, 0);
+  assert.is(serviceState(service, task('failed'), node).exitCode, null);
+});
+
+test('shut down by the swarm (a drained node) is an ending; shut down by a stop is not', () => {
+  const wanted = { ...service, Spec: { ...service.Spec, Mode: { Replicated: { Replicas: 1 } } } };
+  const drained = serviceState(wanted, task('shutdown', { ContainerStatus: { ExitCode: 0 } }), { ...node, availability: 'drain' });
+  assert.is(drained.ended, 'was shut down by the swarm on node edge-1 (node availability drain)');
+  const stopped = { ...wanted, Spec: { ...wanted.Spec, Labels: { ...wanted.Spec.Labels, 'io.edgeecho.stopped': 'true' } } };
+  const byStop = serviceState(stopped, task('shutdown', { ContainerStatus: { ExitCode: 0 } }), node);
+  assert.equal([byStop.ended, byStop.exitCode], [undefined, 0]);
 });
 
 test('the latest task is the last created', () => {

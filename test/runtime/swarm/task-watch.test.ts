@@ -60,6 +60,32 @@ test('a live task whose node goes down dies once, without an exit code', async (
   watch.close();
 });
 
+test('unknown (a leader change) ends nothing; down does, once, and again after the node came back; a removed node too', async () => {
+  const { watch, events } = watchOf();
+  await tick();
+  watch.observe(listing([task('running')]));
+  watch.observe(listing([task('running')], 'unknown'));
+  watch.observe(listing([task('running')], 'disconnected'));
+  watch.observe(listing([task('running')], 'down'));
+  watch.observe(listing([task('running')], 'ready'));
+  watch.observe(listing([task('running')], 'down'));
+  watch.observe({ services: [service], tasks: [task('running')], nodes: [] });
+  await tick();
+  assert.equal(events.map((e) => e.action), ['start', 'die', 'die']);
+  watch.close();
+});
+
+test('a listing begun before a removal does not bring the service back', async () => {
+  const { watch, events } = watchOf();
+  await tick();
+  watch.observe(listing([task('running')]));
+  watch.removed('s1');
+  watch.observe(listing([task('complete', 0)]));
+  await tick();
+  assert.equal(events.map((e) => e.action), ['start', 'destroy']);
+  watch.close();
+});
+
 test('events `since` a moment in the past are replayed from the journal; ended tasks seen first are history', async () => {
   const watch = new TaskWatch(async () => ({ services: [], tasks: [], nodes: [] }), { intervalMs: 60_000, log: silentLogger });
   watch.observe(listing([task('failed', 3)]));
