@@ -35,6 +35,7 @@ import { demuxAll } from '../docker/output.js';
 import { awaitReady, ReadyWatch, type OutputSource } from '../docker/readiness.js';
 import { SessionNetworks } from '../docker/session-networks.js';
 import { SubnetPool } from '../docker/subnets.js';
+import { followLocalExits } from './local-exits.js';
 import { choose, describeNodes, loadsByNode, type Constraint, type Demand } from './placement.js';
 import { labelsOf, overlayNetworkSpec, serviceSpec, type EndpointMode } from './service-spec.js';
 import { LABEL_STOPPED, latestTask, LOST_NODE_STATES, nodeView, removedNode, serviceState, TERMINAL_TASK_STATES, type NodeView, type SwarmNode, type SwarmService, type SwarmTask } from './swarm-objects.js';
@@ -91,7 +92,11 @@ export class SwarmDriver implements RuntimeDriver {
     this.subnets = new SubnetPool(options.subnetPool, options.subnetPrefix, { start: randomInt(2 ** 30) });
     this.log = options.log ?? silentLogger;
     this.networks = new SessionNetworks(this.docker, this.subnets, this.log);
-    this.watch = new TaskWatch(() => this.listing(), { intervalMs: options.pollMs, log: this.log });
+    this.watch = new TaskWatch(() => this.listing(), {
+      intervalMs: options.pollMs,
+      log: this.log,
+      local: (signal, onExit) => followLocalExits(this.docker, signal, onExit),
+    });
   }
 
   async ping(signal?: AbortSignal): Promise<void> {
@@ -372,10 +377,17 @@ export class SwarmDriver implements RuntimeDriver {
     }
     if (task?.Status.State === 'running' && !this.startedAt.has(task.ID) && task.Status.Timestamp) this.startedAt.set(task.ID, task.Status.Timestamp);
     const remembered = task ? this.startedAt.get(task.ID) : undefined;
-    const state = serviceState(service, task, node, remembered ? { startedAt: remembered } : undefined);
+    const state = this.exitedHere(serviceState(service, task, node, remembered ? { startedAt: remembered } : undefined), task);
     if (state.published) this.published.set(id, state.published);
     else if (this.published.has(id)) state.published = this.published.get(id)!;
     return this.refine(state, task);
+  }
+
+  /** This node's engine saw the task's container die before the manager heard of it: the role has ended. */
+  private exitedHere(state: ContainerState, task: SwarmTask | null): ContainerState {
+    const code = task && state.running ? this.watch.exitOf(task.ID) : undefined;
+    if (code === undefined) return state;
+    return { ...state, running: false, status: 'exited', exitCode: code };
   }
 
   /** On this node, the task's container tells exact times and whether the kernel killed it for memory. */
@@ -412,7 +424,7 @@ export class SwarmDriver implements RuntimeDriver {
     const tasksOf = groupBy(tasks, (t) => t.ServiceID);
     const containers = services.map((s) => {
       const task = latestTask(tasksOf.get(s.ID) ?? []);
-      return serviceState(s, task, task?.NodeID ? (views.get(task.NodeID) ?? removedNode(task.NodeID)) : null);
+      return this.exitedHere(serviceState(s, task, task?.NodeID ? (views.get(task.NodeID) ?? removedNode(task.NodeID)) : null), task);
     });
     let networks: Docker.NetworkInspectInfo[];
     try {

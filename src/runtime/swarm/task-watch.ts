@@ -10,6 +10,7 @@
  */
 import type { Logger } from 'pino';
 import { LABEL_INSTANCE, LABEL_ROLE, LABEL_SESSION, type RuntimeEvent } from '../driver.js';
+import type { LocalExit } from './local-exits.js';
 import { LOST_NODE_STATES, TERMINAL_TASK_STATES, type SwarmNode, type SwarmService, type SwarmTask } from './swarm-objects.js';
 
 export const JOURNAL_EVENTS = 4096;
@@ -41,14 +42,24 @@ export class TaskWatch {
   private readonly tasks = new Map<string, Seen>();
   private readonly services = new Map<string, Record<string, string>>();
   private readonly removals = new Set<string>();
+  /** Exit codes of task containers this node's engine saw die, by task id (the manager may not know yet). */
+  private readonly exits = new Map<string, number | null>();
   private timer: NodeJS.Timeout | null = null;
   private polling: Promise<void> | null = null;
   private primed = false;
   private closed = false;
 
+  private readonly following = new AbortController();
+
   constructor(
     private readonly list: () => Promise<SwarmListing>,
-    private readonly options: { intervalMs: number; log: Logger; now?: () => number },
+    private readonly options: {
+      intervalMs: number;
+      log: Logger;
+      now?: () => number;
+      /** Exits on this node as its engine reports them (local-exits.ts): seen before the manager's list says so. */
+      local?: (signal: AbortSignal, onExit: (exit: LocalExit) => void) => Promise<void>;
+    },
   ) {}
 
   /** Starts polling (idempotent); it runs until close. */
@@ -60,10 +71,42 @@ export class TaskWatch {
     };
     void this.poll();
     tick();
+    if (this.options.local) void this.followLocal(this.options.local);
+  }
+
+  /** The engine's own exits, followed again a second after the stream ends, until close. */
+  private async followLocal(local: NonNullable<typeof this.options.local>): Promise<void> {
+    const signal = this.following.signal;
+    while (!signal.aborted) {
+      await local(signal, (exit) => this.localExit(exit)).catch((err: Error) => this.options.log.debug({ err: err.message }, 'following the engine\'s container events failed'));
+      if (!signal.aborted) await new Promise((r) => setTimeout(r, 1_000).unref());
+    }
+  }
+
+  /** The exit code of a task whose container this node's engine saw die (null: no code), or undefined. */
+  exitOf(taskId: string): number | null | undefined {
+    return this.exits.get(taskId);
+  }
+
+  /** A task container on this node died: `die` now, and the manager's later account of it is not a second one. */
+  localExit(exit: LocalExit): void {
+    if (this.removals.has(exit.service)) return;
+    if (!this.services.has(exit.service)) this.services.set(exit.service, exit.labels);
+    if (exit.action === 'oom') return this.emit(exit.service, 'oom', exit.timeNano);
+    if (exit.task) {
+      this.exits.set(exit.task, exit.exitCode ?? null);
+      if (this.exits.size > REMEMBERED_REMOVALS) this.exits.delete(this.exits.keys().next().value!);
+      const seen = this.tasks.get(exit.task);
+      if (seen?.died) return;
+      if (seen) seen.died = true;
+      else this.tasks.set(exit.task, { service: exit.service, state: 'exited', died: true, lost: false });
+    }
+    this.emit(exit.service, 'die', exit.timeNano, exit.exitCode !== undefined ? { exitCode: exit.exitCode } : {});
   }
 
   close(): void {
     this.closed = true;
+    this.following.abort();
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
   }

@@ -4,6 +4,7 @@ import * as assert from 'uvu/assert';
 import { silentLogger } from '../../../src/log.js';
 import type { RuntimeEvent } from '../../../src/runtime/driver.js';
 import { TaskWatch, type SwarmListing } from '../../../src/runtime/swarm/task-watch.js';
+import { localExit } from '../../../src/runtime/swarm/local-exits.js';
 import type { SwarmNode, SwarmService, SwarmTask } from '../../../src/runtime/swarm/swarm-objects.js';
 
 const labels = { 'io.edgeecho.managed': 'true', 'io.edgeecho.session': 'abc', 'io.edgeecho.role': 'probe', 'io.edgeecho.instance': 'i1' };
@@ -83,6 +84,27 @@ test('a listing begun before a removal does not bring the service back', async (
   watch.observe(listing([task('complete', 0)]));
   await tick();
   assert.equal(events.map((e) => e.action), ['start', 'destroy']);
+  watch.close();
+});
+
+test('an exit this node\'s engine reports is a die at once; the manager\'s later account of it is not a second', async () => {
+  const { watch, events } = watchOf();
+  await tick();
+  watch.observe(listing([task('running')]));
+  const line = JSON.stringify({
+    Type: 'container',
+    Action: 'die',
+    timeNano: 5,
+    Actor: { ID: 'c1', Attributes: { 'com.docker.swarm.service.id': 's1', 'com.docker.swarm.task.id': 't1', exitCode: '0', ...labels } },
+  });
+  const exit = localExit(line)!;
+  assert.equal([exit.service, exit.task, exit.exitCode, exit.labels['io.edgeecho.session']], ['s1', 't1', 0, 'abc']);
+  assert.is(localExit(JSON.stringify({ Type: 'container', Action: 'die', Actor: { Attributes: {} } })), null);
+  watch.localExit(exit);
+  assert.is(watch.exitOf('t1'), 0);
+  watch.observe(listing([task('complete', 0)]));
+  await tick();
+  assert.equal(events.map((e) => [e.action, e.exitCode, e.session]), [['start', undefined, 'abc'], ['die', 0, 'abc']]);
   watch.close();
 });
 
