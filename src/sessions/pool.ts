@@ -134,9 +134,13 @@ export class SessionPool implements ParkedView {
    * engine's and the host's time from the claims still turning ready in a burst.
    */
   afterClaims(task: () => void): void {
-    if (this.stopped) return;
     this.waiting.push(task);
-    if (!this.deferred()) this.runWaiting();
+    if (this.stopped || !this.deferred()) this.runWaiting();
+  }
+
+  /** afterClaims as a promise. */
+  claimsEnded(): Promise<void> {
+    return new Promise((resolve) => this.afterClaims(resolve));
   }
 
   /**
@@ -256,7 +260,8 @@ export class SessionPool implements ParkedView {
    */
   async stop(discard: boolean): Promise<void> {
     this.stopped = true;
-    this.waiting = [];
+    // Nothing waits for claims at shutdown: what waited runs now.
+    this.runWaiting();
     if (this.retryTimer !== null) this.timers.clearTimeout(this.retryTimer);
     if (this.deferTimer !== null) this.timers.clearTimeout(this.deferTimer);
     for (const handle of this.recycleTimers.values()) this.timers.clearTimeout(handle);
