@@ -15,6 +15,9 @@ export const PARKED_ENV = 'EMULATOR_PARKED';
  * milliseconds, so waiting the cold start's 50 ms would be most of a claim's time.
  */
 export const UNPARKED_RETRY_INITIAL_MS = 2;
+/** The longest retry delay of an unparked emulator during its first UNPARKED_FAST_WINDOW_MS (then it backs off as cold). */
+export const UNPARKED_RETRY_FAST_MAX_MS = 8;
+export const UNPARKED_FAST_WINDOW_MS = 500;
 /** A parameter line longer than this is refused: the daemon sends a few hundred bytes. */
 export const MAX_PARAMETER_LINE_BYTES = 64 * 1024;
 /** The warm-up before parking gives up after this long: it only saves time later, it must never block parking. */
@@ -64,6 +67,8 @@ export async function sessionEnv(role: Role, env: Env = process.env): Promise<En
   }
   log(role, 'unparked', { parameters: Object.keys(parameters) });
   retry.initialMs = UNPARKED_RETRY_INITIAL_MS;
+  retry.fastMaxMs = UNPARKED_RETRY_FAST_MAX_MS;
+  retry.fastWindowMs = UNPARKED_FAST_WINDOW_MS;
   return { ...env, ...parameters, [PARKED_ENV]: '0' };
 }
 
