@@ -123,9 +123,13 @@ export class EmulatorRun {
 const cpuMs = (u: NodeJS.CpuUsage): number => Math.round((u.user + u.system) / 1000);
 
 export const DEFAULT_RETRY_INITIAL_MS = 50;
-/** The first retry delay in use: an unparked emulator lowers it (parking.ts), its upstream being unparked with it. */
-export const retry = { initialMs: DEFAULT_RETRY_INITIAL_MS };
 export const DEFAULT_RETRY_MAX_MS = 1000;
+/**
+ * The retry delays in use. An unparked emulator (parking.ts) starts low, its upstream being unparked with it, and
+ * does not let the delay double past `fastMaxMs` for the first `fastWindowMs` of its attempts: on a busy host the
+ * upstream listens tens of milliseconds late, and a delay doubled to 32 or 64 ms by then was as much again.
+ */
+export const retry = { initialMs: DEFAULT_RETRY_INITIAL_MS, fastMaxMs: DEFAULT_RETRY_MAX_MS, fastWindowMs: 0 };
 
 /**
  * Connects, retrying with exponential backoff while the peer is not there yet (refused, unresolvable name,
@@ -134,6 +138,7 @@ export const DEFAULT_RETRY_MAX_MS = 1000;
 export function connectWithRetry(run: EmulatorRun, host: string, port: number, what: string, options: Omit<NetConnectOpts, 'host' | 'port'> = {}): Promise<Socket> {
   let delay = retry.initialMs;
   let attempts = 0;
+  const began = Date.now();
   return new Promise((resolve) => {
     const attempt = (): void => {
       attempts++;
@@ -143,7 +148,7 @@ export function connectWithRetry(run: EmulatorRun, host: string, port: number, w
         run.phase = `connecting to ${what} at ${host}:${port} (attempt ${attempts}, last error ${err.code ?? err.message})`;
         log(run.role, 'connect attempt failed; retrying', { peer: `${host}:${port}`, attempt: attempts, err: err.code ?? err.message, retry_ms: delay });
         setTimeout(attempt, delay);
-        delay = Math.min(delay * 2, DEFAULT_RETRY_MAX_MS);
+        delay = Math.min(delay * 2, Date.now() - began < retry.fastWindowMs ? retry.fastMaxMs : DEFAULT_RETRY_MAX_MS);
       };
       socket.once('error', onError);
       socket.once('connect', () => {

@@ -167,12 +167,23 @@ export class ResourceTracker {
    * ready would otherwise show none until the next scheduled sample).
    */
   async sampleSession(session: string): Promise<SessionUsage | undefined> {
+    return (await this.sampleSessions([session])).get(session);
+  }
+
+  /** sampleSession for several sessions with one listing of the runtime (those of a burst turn ready together). */
+  async sampleSessions(sessions: readonly string[]): Promise<Map<string, SessionUsage | undefined>> {
     const at = this.now();
+    const wanted = new Set(sessions);
     const managed = await this.options.driver.listManaged();
-    const usage = (await this.usageBySession(managed.containers.filter((c) => c.session === session && c.running))).get(session);
-    // An end seen meanwhile wins over this reading.
-    if ((this.newer.get(session)?.at ?? -Infinity) < at) this.note(session, at, usage ?? null);
-    return usage;
+    const bySession = await this.usageBySession(managed.containers.filter((c) => c.session !== undefined && wanted.has(c.session) && c.running));
+    const out = new Map<string, SessionUsage | undefined>();
+    for (const session of wanted) {
+      const usage = bySession.get(session);
+      // An end seen meanwhile wins over this reading.
+      if ((this.newer.get(session)?.at ?? -Infinity) < at) this.note(session, at, usage ?? null);
+      out.set(session, usage);
+    }
+    return out;
   }
 
   /** Drops a finished session from the latest snapshot: it uses nothing now, and its last figures would read as current. */

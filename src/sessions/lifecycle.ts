@@ -308,6 +308,10 @@ export class SessionLifecycle implements Finisher {
       await create.settled;
       return this.get(id);
     }
+    // A session that ended by itself is only collected and removed: those engine calls (a listing, inspect and logs
+    // per container, the removals) wait for the claims under way, which a burst's first sessions ending at once
+    // otherwise slowed. At most DEFAULT_REFILL_DEFER_MS; the finish guard holds meanwhile, so nothing else acts on it.
+    if (request.cause === 'exited') await this.pool?.claimsEnded();
     return tearDown(this.teardown, this.get(id), outcomeOf(request), { rollback: request.cause === 'interrupted' });
   }
 

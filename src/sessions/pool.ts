@@ -17,8 +17,9 @@ export const MODES: readonly SessionMode[] = ['plain', 'segmented'];
 export const DEFAULT_RETRY_INITIAL_MS = 1_000;
 export const DEFAULT_RETRY_MAX_MS = 30_000;
 /**
- * Refills wait while claims are running, at most this long: a park is a `docker start` per container (runc,
- * CPU-bound), and on a small host it would take the CPU the claims of a burst need to turn ready.
+ * Refills, and the engine work handed to `afterClaims`, wait while claims are running, at most this long: a park is
+ * a `docker start` per container (runc, CPU-bound), and on a small host it would take the CPU the claims of a burst
+ * need to turn ready.
  */
 export const DEFAULT_REFILL_DEFER_MS = 1_000;
 
@@ -78,6 +79,8 @@ export class SessionPool implements ParkedView {
   /** Since when refills have waited for claims (null: none waits); past the limit they go ahead. */
   private deferredSince: number | null = null;
   private deferTimer: unknown = null;
+  /** Work waiting for the claims to end (see afterClaims). */
+  private waiting: Array<() => void> = [];
   private retryMs = DEFAULT_RETRY_INITIAL_MS;
   private stopped = false;
   private readonly timers: PoolTimers;
@@ -122,7 +125,22 @@ export class SessionPool implements ParkedView {
   /** A claim taken from this pool ended (ready or failed): refills deferred for it may run. */
   claimEnded(): void {
     this.claiming = Math.max(0, this.claiming - 1);
-    if (this.claiming === 0) this.refill();
+    if (this.claiming === 0) this.resume();
+  }
+
+  /**
+   * Runs `task` once no claim is running (at once when none is), at the latest DEFAULT_REFILL_DEFER_MS after work
+   * first waited: engine calls that are not on a claim's path (sampling a ready session's usage) would take the
+   * engine's and the host's time from the claims still turning ready in a burst.
+   */
+  afterClaims(task: () => void): void {
+    this.waiting.push(task);
+    if (this.stopped || !this.deferred()) this.runWaiting();
+  }
+
+  /** afterClaims as a promise. */
+  claimsEnded(): Promise<void> {
+    return new Promise((resolve) => this.afterClaims(resolve));
   }
 
   /**
@@ -190,22 +208,7 @@ export class SessionPool implements ParkedView {
 
   /** Fills every pool up to its size with at most EDGEECHO_POOL_REFILL_CONCURRENCY parks at once. */
   refill(): void {
-    if (this.stopped || this.retryTimer !== null) return;
-    if (this.claiming > 0) {
-      this.deferredSince ??= this.now();
-      const wait = DEFAULT_REFILL_DEFER_MS - (this.now() - this.deferredSince);
-      if (wait > 0) {
-        this.deferTimer ??= this.timers.setTimeout(() => {
-          this.deferTimer = null;
-          this.refill();
-        }, wait);
-        return;
-      }
-    } else this.deferredSince = null;
-    if (this.deferTimer !== null) {
-      this.timers.clearTimeout(this.deferTimer);
-      this.deferTimer = null;
-    }
+    if (this.stopped || this.retryTimer !== null || this.deferred()) return;
     for (;;) {
       const mode = this.neediest();
       if (!mode || this.parks.size >= this.settings.poolRefillConcurrency) return;
@@ -257,6 +260,8 @@ export class SessionPool implements ParkedView {
    */
   async stop(discard: boolean): Promise<void> {
     this.stopped = true;
+    // Nothing waits for claims at shutdown: what waited runs now.
+    this.runWaiting();
     if (this.retryTimer !== null) this.timers.clearTimeout(this.retryTimer);
     if (this.deferTimer !== null) this.timers.clearTimeout(this.deferTimer);
     for (const handle of this.recycleTimers.values()) this.timers.clearTimeout(handle);
@@ -266,6 +271,48 @@ export class SessionPool implements ParkedView {
     if (!discard) return;
     const all = [...this.modes.values()].flatMap((s) => s.available.splice(0));
     await Promise.allSettled(all.map((e) => this.parking.discard(e.id, 'daemon shutdown (EDGEECHO_STOP_SESSIONS_ON_SHUTDOWN)')));
+  }
+
+  /**
+   * True while claims run and deferred work has waited less than DEFAULT_REFILL_DEFER_MS (a timer then resumes
+   * it); false once it may go ahead.
+   */
+  private deferred(): boolean {
+    if (this.claiming > 0) {
+      this.deferredSince ??= this.now();
+      const wait = DEFAULT_REFILL_DEFER_MS - (this.now() - this.deferredSince);
+      if (wait > 0) {
+        this.deferTimer ??= this.timers.setTimeout(() => {
+          this.deferTimer = null;
+          this.resume();
+        }, wait);
+        return true;
+      }
+    } else this.deferredSince = null;
+    if (this.deferTimer !== null) {
+      this.timers.clearTimeout(this.deferTimer);
+      this.deferTimer = null;
+    }
+    return false;
+  }
+
+  /** The claims ended, or deferred work waited long enough: it runs. */
+  private resume(): void {
+    if (this.stopped || this.deferred()) return;
+    this.runWaiting();
+    this.refill();
+  }
+
+  private runWaiting(): void {
+    const tasks = this.waiting;
+    this.waiting = [];
+    for (const task of tasks) {
+      try {
+        task();
+      } catch (err) {
+        this.log.warn({ err: (err as Error).message }, 'work deferred behind claims failed');
+      }
+    }
   }
 
   private mode(mode: SessionMode): ModeState {

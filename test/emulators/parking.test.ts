@@ -7,6 +7,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { warmUp } from '../../emulators/parking.js';
 import { emulatorBundle, removeBundle, within } from './run-emulator.js';
 import type { Role } from '../../src/runtime/driver.js';
 
@@ -89,6 +90,14 @@ test('stdin closing or SIGTERM while parked ends it with a stats line saying so'
   termed.child.kill('SIGTERM');
   assert.match(String((await termed.next()).error), /SIGTERM while parked/);
   assert.is(await termed.exit, 143);
+});
+
+test('the warm-up before parking makes its loopback round trip and leaves no socket or server open', async () => {
+  const tcp = (): number => process.getActiveResourcesInfo().filter((r) => r.startsWith('TCP')).length;
+  const before = tcp();
+  await within(2_000, 'the warm-up', warmUp());
+  await new Promise((r) => setTimeout(r, 50));
+  assert.is(tcp(), before);
 });
 
 test.after(async () => {

@@ -232,9 +232,10 @@ if (docker) {
       assert.is(view.plain.parked, 0);
       assert.is((await admission()).sessions, 2);
 
-      // Once a session ends the pool takes the room back.
+      // Once a session ends the pool takes the room back. The segmented session (count 100) may end meanwhile and
+      // give its room too: both parks can land between two looks, so at least one, never past the limit.
       await client.request('session.stop', { id: plain.result.id }, { timeoutMs: 60_000 });
-      await waitFor('the pool refilled into the freed slot', async () => ((await pools(client!)).plain.parked === 1 ? true : undefined), POOL_FILL_MS);
+      await waitFor('the pool refilled into the freed slot', async () => ((await pools(client!)).plain.parked >= 1 ? true : undefined), POOL_FILL_MS);
       assert.is((await admission()).sessions, 2);
       await client.request('session.stop', { id: seg.result.id }, { timeoutMs: 60_000 });
     } finally {

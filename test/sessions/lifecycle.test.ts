@@ -9,6 +9,7 @@ import { RESTARTED_DURING_CREATE, VANISHED } from '../../src/sessions/outcome.js
 import { FakeRuntime, readySession, until } from '../support/fake-runtime.js';
 import { testLifecycle } from '../support/lifecycle.js';
 import type { EdgeechoError } from '../../protocol/errors.js';
+import type { SessionPool } from '../../src/sessions/pool.js';
 
 const { config } = loadConfig({ env: { EDGEECHO_CAPACITY_MEMORY: '1g', EDGEECHO_CAPACITY_CPUS: '64', EDGEECHO_MIN_FREE_MEMORY: '0', EDGEECHO_STOP_TIMEOUT_S: '0' } });
 
@@ -46,6 +47,25 @@ test('each finish request becomes one outcome: completed or failed by the contai
   assert.match(got.ttl!.transitions.at(-1)!.reason!, 'after its TTL of 60 s (EDGEECHO_SESSION_TTL_S)');
   assert.equal([got.gone!.state, got.gone!.error!.code, got.gone!.transitions.at(-1)!.reason], ['failed', 'RUNTIME_UNAVAILABLE', VANISHED]);
   assert.equal([got.cut!.state, got.cut!.transitions.at(-1)!.reason], ['failed', RESTARTED_DURING_CREATE]);
+  assert.is(t.runtime.containers.size, 0);
+});
+
+test('a session that ended by itself is collected once the claims under way end; a stop does not wait for them', async () => {
+  using t = setup();
+  readySession(t.store, 'done', ['stream']);
+  t.runtime.addContainer('done', 'stream', false);
+  readySession(t.store, 'stop', ['stream']);
+  t.runtime.addContainer('stop', 'stream');
+  let claimsEnd!: () => void;
+  const claims = new Promise<void>((resolve) => (claimsEnd = resolve));
+  t.lifecycle.usePool({ claimsEnded: () => claims } as unknown as SessionPool);
+  const ended = t.lifecycle.finish('done', { cause: 'exited' });
+  assert.is((await t.lifecycle.finish('stop', { cause: 'stop', reason: 'session.stop' })).state, 'stopped');
+  await new Promise((r) => setImmediate(r));
+  assert.is(t.store.get('done')!.state, 'ready', 'its teardown waits for the claims');
+  assert.ok(t.lifecycle.finishing('done'), 'and its finish guard holds meanwhile');
+  claimsEnd();
+  assert.is((await ended).state, 'completed');
   assert.is(t.runtime.containers.size, 0);
 });
 

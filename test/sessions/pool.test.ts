@@ -126,6 +126,30 @@ test('refills wait while claims run, at most DEFAULT_REFILL_DEFER_MS', async () 
   assert.is(parking.parks.length, 1, 'claims running longer than the limit no longer hold refills back');
 });
 
+test('work handed to afterClaims runs at once without claims, else when they end or at most DEFAULT_REFILL_DEFER_MS later', async () => {
+  const { parking, timers, pool: p } = pool({ poolPlain: 3 });
+  p.start();
+  await settleAll(parking);
+  const ran: string[] = [];
+  p.afterClaims(() => ran.push('idle'));
+  assert.equal(ran, ['idle'], 'no claim runs: at once');
+  p.take('plain');
+  p.take('plain');
+  p.afterClaims(() => ran.push('a'));
+  p.afterClaims(() => ran.push('b'));
+  p.claimEnded();
+  assert.equal(ran, ['idle'], 'one claim still runs');
+  p.claimEnded();
+  assert.equal(ran, ['idle', 'a', 'b'], 'the claims ended: in the order handed over');
+  p.take('plain');
+  p.afterClaims(() => ran.push('late'));
+  parking.now += DEFAULT_REFILL_DEFER_MS;
+  timers.fire(DEFAULT_REFILL_DEFER_MS);
+  assert.equal(ran.at(-1), 'late', 'overdue: it runs though the claim still does');
+  p.claimEnded();
+  assert.is(ran.length, 4, 'each task runs once');
+});
+
 test('a parked session older than EDGEECHO_POOL_MAX_AGE_S is discarded and replaced', async () => {
   const { parking, timers, pool: p } = pool({ poolPlain: 1, poolMaxAgeS: 60 });
   p.start();
