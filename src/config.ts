@@ -64,6 +64,7 @@ export const SETTINGS = {
   swarmEndpointMode: { env: 'EDGEECHO_SWARM_ENDPOINT_MODE', kind: 'enum', values: ['dnsrr', 'vip'], default: () => 'dnsrr', help: 'swarm runtime: how roles find each other on the session network (vip needs IPVS in the nodes\' kernels)' },
   swarmConstraints: { env: 'EDGEECHO_SWARM_CONSTRAINTS', kind: 'string', default: () => '', help: 'swarm runtime: node labels a node must match to take sessions, label=value or label!=value, comma-separated (empty: every node)' },
   swarmCpuRatio: { env: 'EDGEECHO_SWARM_CPU_RATIO', kind: 'int', min: 1, max: 64, default: () => '4', help: 'swarm runtime: a node\'s CPUs times this is what the CPU limits of sessions placed there may add up to (limits are ceilings)' },
+  swarmPorts: { env: 'EDGEECHO_SWARM_PORTS', kind: 'string', default: () => '30000-32767', help: 'swarm runtime: host ports streams are published on, first-last (each node\'s own; below the kernel\'s ephemeral range by default)' },
   swarmPollMs: { env: 'EDGEECHO_SWARM_POLL_MS', kind: 'int', min: 50, max: 60_000, default: () => '250', help: 'swarm runtime: how often the manager\'s task and node lists are read to see roles end and nodes go down' },
   subnetPool: { env: 'EDGEECHO_SUBNET_POOL', kind: 'cidr', default: () => '10.213.0.0/16', help: 'address pool session networks are cut from' },
   subnetPrefix: { env: 'EDGEECHO_SUBNET_PREFIX', kind: 'int', min: 16, max: 29, default: () => '28', help: 'prefix length of each session network' },

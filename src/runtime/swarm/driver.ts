@@ -35,6 +35,7 @@ import { demuxAll } from '../docker/output.js';
 import { awaitReady, ReadyWatch, type OutputSource } from '../docker/readiness.js';
 import { SessionNetworks } from '../docker/session-networks.js';
 import { SubnetPool } from '../docker/subnets.js';
+import { DEFAULT_SWARM_PORTS, HostPorts, portsInUse, type PortRange } from './host-ports.js';
 import { followLocalExits } from './local-exits.js';
 import { choose, describeNodes, loadsByNode, type Constraint, type Demand } from './placement.js';
 import { labelsOf, overlayNetworkSpec, serviceSpec, type EndpointMode } from './service-spec.js';
@@ -53,6 +54,8 @@ export interface SwarmDriverOptions {
   cpuRatio: number;
   /** How often the manager's task and node lists are read for events. */
   pollMs: number;
+  /** Host ports streams are published on (EDGEECHO_SWARM_PORTS). */
+  ports?: PortRange;
   log?: Logger;
 }
 
@@ -80,8 +83,7 @@ export class SwarmDriver implements RuntimeDriver {
   private readonly networkSessions = new Map<string, string>();
   /** Services made here, by session: once the last is removed, the placement is the listing's (nothing) again. */
   private readonly sessionServices = new Map<string, Set<string>>();
-  /** The port each service's task was seen published on: a task that ended may no longer report it. */
-  private readonly published = new Map<string, { host: string; port: number }>();
+  private readonly hostPorts: HostPorts;
   /** When each task was first seen running (the manager keeps only a task's latest status time). */
   private readonly startedAt = new Map<string, string>();
   private selfNode: Promise<string> | null = null;
@@ -92,6 +94,7 @@ export class SwarmDriver implements RuntimeDriver {
     this.subnets = new SubnetPool(options.subnetPool, options.subnetPrefix, { start: randomInt(2 ** 30) });
     this.log = options.log ?? silentLogger;
     this.networks = new SessionNetworks(this.docker, this.subnets, this.log);
+    this.hostPorts = new HostPorts(options.ports ?? DEFAULT_SWARM_PORTS, randomInt(2 ** 30));
     this.watch = new TaskWatch(() => this.listing(), {
       intervalMs: options.pollMs,
       log: this.log,
@@ -196,12 +199,17 @@ export class SwarmDriver implements RuntimeDriver {
   async createContainer(spec: ContainerSpec): Promise<ContainerRef> {
     // A role created without a placement joins its session's, or places the session by its own limits.
     const node = spec.node ?? this.placed.get(spec.session)?.node ?? (await this.place({ session: spec.session, demand: spec.limits })).node;
+    const hostPort = spec.publish ? this.hostPorts.take(node, spec.name, portsInUse(await this.listServices(true), node)) : undefined;
     let id: string;
     try {
-      const created = (await this.docker.createService(serviceSpec({ ...spec, node }, this.options) as unknown as Docker.CreateServiceOptions)) as { id?: string; ID?: string };
+      const options = { ...this.options, ...(hostPort ? { hostPort } : {}) };
+      const created = (await this.docker.createService(serviceSpec({ ...spec, node }, options) as unknown as Docker.CreateServiceOptions)) as { id?: string; ID?: string };
       id = created.id ?? created.ID ?? '';
     } catch (err) {
       throw mapDockerError(err, `create service ${spec.name} from ${spec.image}`);
+    } finally {
+      // Made: its spec names the port from now on; failed: the port is free again.
+      this.hostPorts.release(spec.name);
     }
     this.watch.known(id, labelsOf(spec));
     this.watch.start();
@@ -251,7 +259,6 @@ export class SwarmDriver implements RuntimeDriver {
         }
       }
     })();
-    const started = Date.now();
     try {
       const info = await awaitReady(watch, {
         name: `service ${id.slice(0, 12)}`,
@@ -268,36 +275,9 @@ export class SwarmDriver implements RuntimeDriver {
           );
         },
       });
-      await this.portPublished(id, started + options.timeoutMs, options.signal);
       return info;
     } finally {
       looking.abort();
-    }
-  }
-
-  /**
-   * A role with a published port is ready once the manager knows the port: its node reports the task running (and
-   * the port) a moment after the container printed its ready line.
-   */
-  private async portPublished(id: string, deadline: number, signal?: AbortSignal): Promise<void> {
-    const service = await this.inspectService(id);
-    if (!(service.Spec.EndpointSpec as { Ports?: unknown[] } | undefined)?.Ports?.length) return;
-    for (;;) {
-      const state = await this.inspectContainer(id);
-      // Published, even by a task that already ended: a short session's stream may be done before this look.
-      if (state.published) return;
-      if (state.ended || TERMINAL_TASK_STATES.has(state.status)) {
-        // The manager learns the port from the node's report of the task running; a role that ended before that
-        // report (a plain stream whose EDGEECHO_PLAIN_GRACE_MS ran out at once) leaves no port to tell.
-        throw new EdgeechoError(
-          'INTERNAL',
-          `${state.name} ${state.ended ?? `exited with code ${state.exitCode}`} before its node reported its published port (a swarm node reports it about 0.1-1 s after start: a plain stream needs EDGEECHO_PLAIN_GRACE_MS above that)`,
-          { container: state.name, exit_code: state.exitCode },
-        );
-      }
-      if (Date.now() > deadline) throw new EdgeechoError('TIMEOUT', `${state.name} printed its ready line but its node reported no published port in time (task ${state.status})`, { container: state.name });
-      signal?.throwIfAborted();
-      await sleep(50, signal);
     }
   }
 
@@ -352,7 +332,6 @@ export class SwarmDriver implements RuntimeDriver {
       if (!isStatus(err, 404)) throw mapDockerError(err, `remove service ${id}`);
     }
     this.watch.removed(id);
-    this.published.delete(id);
     for (const t of tasks ?? []) this.startedAt.delete(t.ID);
     for (const [session, services] of this.sessionServices) {
       if (!services.delete(id) || services.size > 0) continue;
@@ -377,10 +356,7 @@ export class SwarmDriver implements RuntimeDriver {
     }
     if (task?.Status.State === 'running' && !this.startedAt.has(task.ID) && task.Status.Timestamp) this.startedAt.set(task.ID, task.Status.Timestamp);
     const remembered = task ? this.startedAt.get(task.ID) : undefined;
-    const state = this.exitedHere(serviceState(service, task, node, remembered ? { startedAt: remembered } : undefined), task);
-    if (state.published) this.published.set(id, state.published);
-    else if (this.published.has(id)) state.published = this.published.get(id)!;
-    return this.refine(state, task);
+    return this.refine(this.exitedHere(serviceState(service, task, node, remembered ? { startedAt: remembered } : undefined), task), task);
   }
 
   /** This node's engine saw the task's container die before the manager heard of it: the role has ended. */

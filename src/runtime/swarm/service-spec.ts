@@ -13,6 +13,8 @@ export type EndpointMode = 'dnsrr' | 'vip';
 
 export interface ServiceOptions {
   endpointMode: EndpointMode;
+  /** The node port a published role is reached at (required when the spec publishes). */
+  hostPort?: number;
   /** SIGTERM grace before SIGKILL, as a service carries it (a stop stops its task with it). */
   stopGraceS: number;
 }
@@ -24,6 +26,7 @@ export function labelsOf(spec: ContainerSpec): Record<string, string> {
 /** The Engine API's ServiceSpec for one role (POST /services/create). */
 export function serviceSpec(spec: ContainerSpec, options: ServiceOptions): Record<string, unknown> {
   if (!spec.node) throw new Error(`service ${spec.name} has no node: a session is placed before its roles are created`);
+  if (spec.publish && !options.hostPort) throw new Error(`service ${spec.name} publishes a port but was given no host port`);
   const labels = labelsOf(spec);
   return {
     Name: spec.name,
@@ -52,9 +55,9 @@ export function serviceSpec(spec: ContainerSpec, options: ServiceOptions): Recor
     Mode: { Replicated: { Replicas: 0 } },
     EndpointSpec: {
       Mode: options.endpointMode,
-      // Host mode: the port is opened on the node running the task (ingress needs IPVS); no PublishedPort, so the
-      // node's engine picks a free one, read back from the task's port status.
-      ...(spec.publish ? { Ports: [{ Protocol: 'tcp', TargetPort: spec.publish.port, PublishMode: 'host' }] } : {}),
+      // Host mode: the port is opened on the node running the task (ingress needs IPVS), the one the daemon chose
+      // (host-ports.ts), so it is known before the task runs.
+      ...(spec.publish ? { Ports: [{ Protocol: 'tcp', TargetPort: spec.publish.port, PublishedPort: options.hostPort, PublishMode: 'host' }] } : {}),
     },
   };
 }

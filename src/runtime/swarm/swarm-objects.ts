@@ -137,9 +137,10 @@ export function serviceState(service: SwarmService, task: SwarmTask | null, node
   const taskState = task.Status.State;
   state.status = taskState;
   const where = node ? `node ${node.hostname}` : `node ${task.NodeID?.slice(0, 12) ?? '(none yet)'}`;
-  // The port the node opened, while the task runs and after it ended (a short session may be over before it is read).
-  const port = task.Status.PortStatus?.Ports?.find((p) => p.PublishedPort);
-  if (port?.PublishedPort && node) state.published = { host: node.address, port: port.PublishedPort };
+  // The port the node opened (the daemon chose it: the service's spec says it even before the node reports it).
+  const specPort = (service.Spec.EndpointSpec as { Ports?: Array<{ PublishedPort?: number }> } | undefined)?.Ports?.find((p) => p.PublishedPort)?.PublishedPort;
+  const port = task.Status.PortStatus?.Ports?.find((p) => p.PublishedPort)?.PublishedPort ?? specPort;
+  if (port && node && !LOST_NODE_STATES.has(node.state)) state.published = { host: node.address, port };
   if (TERMINAL_TASK_STATES.has(taskState)) {
     state.finishedAt = task.Status.Timestamp ?? null;
     if (UNRUN_TASK_STATES.has(taskState)) {

@@ -8,6 +8,7 @@ import type { Config } from '../../config.js';
 import type { Runtime } from '../driver.js';
 import { buildEmulatorImages } from '../docker/images.js';
 import { SwarmDriver } from './driver.js';
+import { parsePortRange } from './host-ports.js';
 import { parseConstraints } from './placement.js';
 
 export type SwarmRuntimeConfig = Pick<
@@ -24,6 +25,7 @@ export type SwarmRuntimeConfig = Pick<
   | 'swarmConstraints'
   | 'swarmCpuRatio'
   | 'swarmPollMs'
+  | 'swarmPorts'
   | 'publishHost'
 >;
 
@@ -43,6 +45,7 @@ export function swarmRuntime(config: SwarmRuntimeConfig, log: Logger): Runtime &
     constraints: parseConstraints(config.swarmConstraints),
     cpuRatio: config.swarmCpuRatio,
     pollMs: config.swarmPollMs,
+    ports: parsePortRange(config.swarmPorts),
     log: log.child({ component: 'runtime' }),
   });
   return {

@@ -57,6 +57,13 @@ test('shut down by the swarm (a drained node) is an ending; shut down by a stop 
   assert.equal([byStop.ended, byStop.exitCode], [undefined, 0]);
 });
 
+test('the published port is the spec\'s before the node reports it, and after the task ended', () => {
+  const publishing = { ...service, Spec: { ...service.Spec, EndpointSpec: { Ports: [{ TargetPort: 7100, PublishedPort: 30007, PublishMode: 'host' }] } } };
+  assert.equal(serviceState(publishing, task('starting'), node).published, { host: '10.1.2.3', port: 30007 });
+  assert.equal(serviceState(publishing, task('complete'), node).published, { host: '10.1.2.3', port: 30007 });
+  assert.is(serviceState(publishing, task('running'), { ...node, state: 'down' }).published, undefined);
+});
+
 test('the latest task is the last created', () => {
   const a = { ...task('shutdown'), ID: 'a', CreatedAt: '2026-11-30T10:00:00Z', Version: { Index: 50 } };
   const b = { ...task('running'), ID: 'b', CreatedAt: '2026-11-30T10:00:01Z', Version: { Index: 40 } };
@@ -86,7 +93,7 @@ const spec: ContainerSpec = {
 };
 
 test('a role\'s service: pinned, hardened, limited, never restarted, created with no replica, host-mode port', () => {
-  const s = serviceSpec(spec, { endpointMode: 'dnsrr', stopGraceS: 5 }) as any;
+  const s = serviceSpec(spec, { endpointMode: 'dnsrr', stopGraceS: 5, hostPort: 30001 }) as any;
   assert.is(s.Name, 'edgeecho-abc-stream');
   assert.equal(s.Labels, { 'io.edgeecho.instance': 'i1', 'io.edgeecho.managed': 'true', 'io.edgeecho.session': 'abc', 'io.edgeecho.role': 'stream' });
   const c = s.TaskTemplate.ContainerSpec;
@@ -98,9 +105,10 @@ test('a role\'s service: pinned, hardened, limited, never restarted, created wit
   assert.equal(s.TaskTemplate.Placement.Constraints, ['node.id==n1']);
   assert.equal(s.TaskTemplate.Networks, [{ Target: 'net1', Aliases: ['stream'] }]);
   assert.equal(s.Mode, { Replicated: { Replicas: 0 } });
-  assert.equal(s.EndpointSpec, { Mode: 'dnsrr', Ports: [{ Protocol: 'tcp', TargetPort: 7100, PublishMode: 'host' }] });
+  assert.equal(s.EndpointSpec, { Mode: 'dnsrr', Ports: [{ Protocol: 'tcp', TargetPort: 7100, PublishedPort: 30001, PublishMode: 'host' }] });
+  assert.throws(() => serviceSpec(spec, { endpointMode: 'dnsrr', stopGraceS: 5 }), /given no host port/);
   assert.is(pinnedNode(s.TaskTemplate.Placement.Constraints), 'n1');
-  assert.throws(() => serviceSpec({ ...spec, node: undefined } as ContainerSpec, { endpointMode: 'dnsrr', stopGraceS: 5 }), /has no node/);
+  assert.throws(() => serviceSpec({ ...spec, node: undefined } as ContainerSpec, { endpointMode: 'dnsrr', stopGraceS: 5, hostPort: 30001 }), /has no node/);
   const net = overlayNetworkSpec({ session: 'abc', name: 'edgeecho-abc-net', labels: {} }, '10.213.0.16/28') as any;
   assert.equal([net.Driver, net.Attachable, net.IPAM.Config], ['overlay', true, [{ Subnet: '10.213.0.16/28' }]]);
 });
