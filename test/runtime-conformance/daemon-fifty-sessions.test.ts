@@ -25,9 +25,7 @@ function churn(rt: RuntimeUnderTest): void {
     let client: Client | undefined;
     const dataDir = harness.tempDataDir();
     try {
-      // A swarm node reports a task's port only once it reports the task running (0.1-1 s after start): a stream that
-      // ended before that has no location to give (the create fails saying so), so its grace is longer there.
-      daemon = await harness.start(dataDir, ['--plain-grace-ms', rt.name === 'swarm' ? '2000' : '100']);
+      daemon = await harness.start(dataDir, ['--plain-grace-ms', '100']);
       client = await connect({ port: daemon.port });
       const deadline = Date.now() + DEADLINE_MS;
       const ids: string[] = [];
