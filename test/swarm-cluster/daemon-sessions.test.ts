@@ -16,6 +16,7 @@ import { runLabel, startDaemonProcess, tempDataDir, TEST_LABEL, waitFor, type Da
 import { consume } from '../../support/stream-consumer.js';
 import { labelledSwarmObjects, removeLabelledSwarm } from '../../support/swarm-mode.js';
 import { dockerOrSkip } from '../support/docker.js';
+import { execFileSync } from 'node:child_process';
 import { rmSync } from 'node:fs';
 
 const ENABLED = process.env.EDGEECHO_SWARM_CLUSTER === '1';
@@ -117,6 +118,31 @@ if (docker) {
       for (const node of nodes) assert.match(e.message, `${node.name}: availability drain`);
     }
     for (const node of nodes) await cluster.activate(node);
+  });
+
+  test('a node without the stream image fails the create at once, naming the node and the image; nothing is left', async () => {
+    const { config } = loadConfig({ env: {} });
+    const [bare, other] = nodes as [SwarmNode, SwarmNode];
+    execFileSync('docker', ['exec', bare.containerId, 'docker', 'rmi', '-f', config.imageStream], { stdio: 'pipe' });
+    await cluster.drain(other);
+    try {
+      await client!.request('session.create', { mode: 'plain', count: 10 }, { timeoutMs: CREATE_TIMEOUT_MS });
+      assert.unreachable('a create on a node without its image must fail');
+    } catch (err) {
+      const e = err as { code?: string; message: string; details?: Record<string, unknown> };
+      assert.is(e.code, 'INTERNAL', e.message);
+      assert.match(e.message, `was rejected on node ${bare.name}`);
+      assert.match(e.message, config.imageStream);
+      assert.is(e.details?.step, 'ready stream');
+    } finally {
+      await cluster.activate(other);
+      await cluster.loadImages([config.imageStream], [bare]);
+    }
+    const sessions = await client!.request<{ sessions: Array<{ id: string; state: string }> }>('session.list', {});
+    const failed = sessions.sessions.find((r) => r.state === 'failed');
+    assert.ok(failed, 'the failed create is recorded');
+    const left = await labelledSwarmObjects(docker, TEST_LABEL, LABEL, LABEL_SESSION, [failed!.id]);
+    assert.equal(left, [], 'the rollback leaves nothing of the session');
   });
 
   test('a node whose engine dies fails its session with that reason, and the session\'s services go', async () => {
