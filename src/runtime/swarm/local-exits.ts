@@ -41,6 +41,8 @@ export function localExit(line: string): LocalExit | null {
 /** Follows the engine's die and oom events of labelled task containers until the signal aborts or the stream ends. */
 export async function followLocalExits(docker: Docker, signal: AbortSignal, onExit: (exit: LocalExit) => void): Promise<void> {
   const stream = (await docker.getEvents({ filters: { type: ['container'], event: ['die', 'oom'], label: [`${LABEL_MANAGED}=true`] }, abortSignal: signal } as never)) as unknown as NodeJS.ReadableStream & { destroy(): void };
+  // A watcher in the background: its connection does not keep the process alive (the daemon's listeners do).
+  (stream as unknown as { socket?: { unref?: () => void } }).socket?.unref?.();
   const lines = new LineSplitter((line) => {
     const exit = line.trim() ? localExit(line) : null;
     if (exit) onExit(exit);
