@@ -42,7 +42,7 @@ function suite(rt: RuntimeUnderTest): void {
       assert.is(state.session, session);
       assert.is(state.role, 'probe');
       assert.is(state.running, true);
-      assert.is(state.published?.host, rt.publishedHost);
+      assert.is(state.published?.host, await rt.publishedHost());
       assert.ok(state.published!.port > 0);
       // Docker can answer an empty reading on a loaded machine: its driver says so (an error) rather than zeros.
       let usage = await driver.stats(ref.id).catch(() => null);

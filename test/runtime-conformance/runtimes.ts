@@ -33,9 +33,9 @@ export interface RuntimeUnderTest {
   driver: RuntimeDriver;
   /**
    * Where a port published on 127.0.0.1 is reached: there for docker and local; a swarm opens it on every address
-   * of the node running the task, reached at the node's address.
+   * of the node running the task, reached at the node's address (read when asked: a dockerd restart may change it).
    */
-  publishedHost: string;
+  publishedHost: () => Promise<string>;
   /** A driver on the same state, as a daemon (re)start of `instance` would make it (reconcile after a "crash"). */
   freshDriver(instance?: string): RuntimeDriver;
   /** What fixture sessions run on (Docker: the host-node base image; local: unused). */
@@ -95,7 +95,7 @@ async function localUnderTest(): Promise<RuntimeUnderTest> {
   const self: RuntimeUnderTest = {
     name: 'local',
     driver: runtime.driver,
-    publishedHost: '127.0.0.1',
+    publishedHost: async () => '127.0.0.1',
     freshDriver: fresh,
     fixtureImage: 'unused',
     fixtureDriver: new InstanceScope(runtime.driver, { instance: newInstanceId() }),
@@ -134,7 +134,7 @@ async function dockerUnderTest(docker: Docker): Promise<RuntimeUnderTest> {
   return {
     name: 'docker',
     driver,
-    publishedHost: '127.0.0.1',
+    publishedHost: async () => '127.0.0.1',
     freshDriver: (instance) => testDriver(docker, instance),
     fixtureImage: await baseImage(docker),
     fixtureDriver,

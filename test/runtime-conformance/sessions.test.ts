@@ -63,7 +63,7 @@ function suite(rt: RuntimeUnderTest): void {
       const ctx = tracked();
       const result = await callOp(ops, 'session.create', { mode: 'plain', count: 100_000, payload_bytes: 64 }, ctx);
       assert.match(result.id, /^[a-z2-7]{10}$/);
-      assert.is(result.location.host, rt.publishedHost);
+      assert.is(result.location.host, await rt.publishedHost());
       assert.ok(result.location.port > 0);
       assert.equal(result.containers.map((c: { role: string }) => c.role), ['probe', 'stream']);
       assert.is(result.probe.count, 100_000);

@@ -25,7 +25,6 @@ export async function swarmUnderTest(docker: Docker, options: { initialise: bool
   if (state !== 'active' && !options.initialise) return null;
   const swarm = await ensureSwarm(docker);
   await ensureEmulatorImages(docker, { config, log: silentLogger });
-  const self = (await docker.getNode(swarm.nodeId).inspect()) as SwarmNode;
   const make = (subnetPool: string): SwarmDriver =>
     new SwarmDriver({
       docker,
@@ -50,7 +49,7 @@ export async function swarmUnderTest(docker: Docker, options: { initialise: bool
   return {
     name: 'swarm',
     driver,
-    publishedHost: nodeAddress(self),
+    publishedHost: async () => nodeAddress((await docker.getNode(swarm.nodeId).inspect()) as SwarmNode),
     freshDriver: (instance = newInstanceId()) => scoped(instance),
     fixtureImage: await baseImage(docker),
     fixtureDriver: scoped(newInstanceId()),
