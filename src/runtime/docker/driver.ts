@@ -16,7 +16,6 @@ import {
   type ContainerSpec,
   type ContainerState,
   type ContainerUsage,
-  type ManagedNetwork,
   type ManagedObjects,
   type NetworkRef,
   type NetworkSpec,
@@ -28,7 +27,7 @@ import {
 import { dockerMessage, isStatus, mapDockerError } from './errors.js';
 import { SessionNetworks } from './session-networks.js';
 import { readEvents } from './events.js';
-import { demuxAll } from './output.js';
+import { logText } from './output.js';
 import { awaitReady, ReadyWatch, type OutputSource } from './readiness.js';
 import { SubnetPool } from './subnets.js';
 
@@ -294,10 +293,7 @@ export class DockerDriver implements RuntimeDriver {
 
   async logs(id: string, tailLines: number): Promise<string> {
     try {
-      const raw = (await this.docker.getContainer(id).logs({ stdout: true, stderr: true, tail: tailLines, follow: false })) as unknown as Buffer;
-      const { stdout, stderr } = demuxAll(Buffer.isBuffer(raw) ? raw : Buffer.from(String(raw)));
-      // stdout first: the stats line is the emulator's last stdout line
-      return stderr ? `${stderr.replace(/\n?$/, '\n')}${stdout}` : stdout;
+      return logText(await this.docker.getContainer(id).logs({ stdout: true, stderr: true, tail: tailLines, follow: false }));
     } catch (err) {
       throw mapDockerError(err, `read the logs of container ${id}`);
     }
@@ -336,24 +332,8 @@ export class DockerDriver implements RuntimeDriver {
   }
 
   async listManaged(): Promise<ManagedObjects> {
-    const containers = await this.listContainers();
-    let networks: Docker.NetworkInspectInfo[];
-    try {
-      networks = await this.docker.listNetworks({ filters: { label: [`${LABEL_MANAGED}=true`] } });
-    } catch (err) {
-      throw mapDockerError(err, 'list networks');
-    }
-    return {
-      containers,
-      networks: networks.map((n) => {
-        const network: ManagedNetwork = { id: n.Id, name: n.Name, created: n.Created };
-        const session = n.Labels?.[LABEL_SESSION];
-        if (session) network.session = session;
-        const instance = n.Labels?.[LABEL_INSTANCE];
-        if (instance) network.instance = instance;
-        return network;
-      }),
-    };
+    const [containers, networks] = await Promise.all([this.listContainers(), this.networks.listManaged()]);
+    return { containers, networks };
   }
 
   async *events(options: { since?: number; signal: AbortSignal }): AsyncIterable<RuntimeEvent> {
@@ -369,18 +349,23 @@ export class DockerDriver implements RuntimeDriver {
     yield* readEvents(stream, options.signal);
   }
 
-  async stats(id: string): Promise<ContainerUsage> {
-    let s: Docker.ContainerStats;
-    try {
-      s = (await this.docker.getContainer(id).stats({ stream: false })) as Docker.ContainerStats;
-    } catch (err) {
-      throw mapDockerError(err, `stats of container ${id}`);
-    }
-    // The engine answers an empty reading when it could not collect one (a container starting or stopping, a loaded
-    // host): no memory limit at all is never real for our containers, so it is reported as unavailable, not as zeros.
-    if (!s.memory_stats?.limit) throw new EdgeechoError('RUNTIME_UNAVAILABLE', `stats of container ${id}: the engine returned an empty reading`, { container: id });
-    return usageFromStats(s);
+  stats(id: string): Promise<ContainerUsage> {
+    return containerUsage(this.docker, id, `container ${id}`);
   }
+}
+
+/** One reading of a container's usage on this engine; `what` names it in errors (the role's id as the seam knows it). */
+export async function containerUsage(docker: Docker, containerId: string, what: string): Promise<ContainerUsage> {
+  let s: Docker.ContainerStats;
+  try {
+    s = (await docker.getContainer(containerId).stats({ stream: false })) as Docker.ContainerStats;
+  } catch (err) {
+    throw mapDockerError(err, `stats of ${what}`);
+  }
+  // The engine answers an empty reading when it could not collect one (a container starting or stopping, a loaded
+  // host): no memory limit at all is never real for our containers, so it is reported as unavailable, not as zeros.
+  if (!s.memory_stats?.limit) throw new EdgeechoError('RUNTIME_UNAVAILABLE', `stats of ${what}: the engine returned an empty reading`, { container: containerId });
+  return usageFromStats(s);
 }
 
 function zeroTimeToNull(time: string | undefined): string | null {

@@ -63,3 +63,9 @@ export function demuxAll(raw: Buffer): { stdout: string; stderr: string } {
   } else out.push(raw);
   return { stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() };
 }
+
+/** A log dump as `logs` hands it over: stderr, then stdout (the stats line is the emulator's last stdout line). */
+export function logText(raw: unknown): string {
+  const { stdout, stderr } = demuxAll(Buffer.isBuffer(raw) ? raw : Buffer.from(String(raw)));
+  return stderr ? `${stderr.replace(/\n?$/, '\n')}${stdout}` : stdout;
+}

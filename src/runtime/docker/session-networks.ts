@@ -7,7 +7,7 @@
 import type Docker from 'dockerode';
 import type { Logger } from 'pino';
 import { EdgeechoError } from '../../../protocol/errors.js';
-import type { NetworkRef, NetworkSpec } from '../driver.js';
+import { LABEL_INSTANCE, LABEL_MANAGED, LABEL_SESSION, type ManagedNetwork, type NetworkRef, type NetworkSpec } from '../driver.js';
 import { dockerMessage, isStatus, mapDockerError } from './errors.js';
 import { SubnetPool } from './subnets.js';
 
@@ -69,6 +69,24 @@ export class SessionNetworks {
       this.engineSubnets.delete(id);
       this.subnets.release(subnet);
     }
+  }
+
+  /** Every labelled network on the engine (a manager's lists the swarm's too), with its session and instance. */
+  async listManaged(): Promise<ManagedNetwork[]> {
+    let networks: Docker.NetworkInspectInfo[];
+    try {
+      networks = await this.docker.listNetworks({ filters: { label: [`${LABEL_MANAGED}=true`] } });
+    } catch (err) {
+      throw mapDockerError(err, 'list networks');
+    }
+    return networks.map((n) => {
+      const network: ManagedNetwork = { id: n.Id, name: n.Name, created: n.Created };
+      const session = n.Labels?.[LABEL_SESSION];
+      if (session) network.session = session;
+      const instance = n.Labels?.[LABEL_INSTANCE];
+      if (instance) network.instance = instance;
+      return network;
+    });
   }
 
   /** Reads the subnets of every network on the engine (any daemon's), before the first allocation. */

@@ -11,14 +11,12 @@ import type { Logger } from 'pino';
 import { EdgeechoError } from '../../../protocol/errors.js';
 import { silentLogger } from '../../log.js';
 import {
-  LABEL_INSTANCE,
   LABEL_MANAGED,
   LABEL_SESSION,
   type ContainerRef,
   type ContainerSpec,
   type ContainerState,
   type ContainerUsage,
-  type ManagedNetwork,
   type ManagedObjects,
   type NetworkRef,
   type NetworkSpec,
@@ -29,9 +27,9 @@ import {
   type RuntimeEvent,
   type RuntimeNode,
 } from '../driver.js';
-import { usageFromStats } from '../docker/driver.js';
+import { containerUsage } from '../docker/driver.js';
 import { dockerMessage, isStatus, mapDockerError } from '../docker/errors.js';
-import { demuxAll } from '../docker/output.js';
+import { logText } from '../docker/output.js';
 import { awaitReady, ReadyWatch, type OutputSource } from '../docker/readiness.js';
 import { SessionNetworks } from '../docker/session-networks.js';
 import { SubnetPool } from '../docker/subnets.js';
@@ -384,10 +382,7 @@ export class SwarmDriver implements RuntimeDriver {
   async logs(id: string, tailLines: number): Promise<string> {
     try {
       // Bounded: the manager fetches a service's log from the node its task ran on, which may be down.
-      const raw = (await this.docker.getService(id).logs({ stdout: true, stderr: true, tail: tailLines, follow: false, abortSignal: AbortSignal.timeout(LOGS_TIMEOUT_MS) } as never)) as unknown as Buffer;
-      const { stdout, stderr } = demuxAll(Buffer.isBuffer(raw) ? raw : Buffer.from(String(raw)));
-      // stdout first: the stats line is the emulator's last stdout line
-      return stderr ? `${stderr.replace(/\n?$/, '\n')}${stdout}` : stdout;
+      return logText(await this.docker.getService(id).logs({ stdout: true, stderr: true, tail: tailLines, follow: false, abortSignal: AbortSignal.timeout(LOGS_TIMEOUT_MS) } as never));
     } catch (err) {
       throw mapDockerError(err, `read the logs of service ${id}`);
     }
@@ -402,23 +397,7 @@ export class SwarmDriver implements RuntimeDriver {
       const task = latestTask(tasksOf.get(s.ID) ?? []);
       return this.exitedHere(serviceState(s, task, task?.NodeID ? (views.get(task.NodeID) ?? removedNode(task.NodeID)) : null), task);
     });
-    let networks: Docker.NetworkInspectInfo[];
-    try {
-      networks = await this.docker.listNetworks({ filters: { label: [`${LABEL_MANAGED}=true`] } });
-    } catch (err) {
-      throw mapDockerError(err, 'list networks');
-    }
-    return {
-      containers,
-      networks: networks.map((n) => {
-        const network: ManagedNetwork = { id: n.Id, name: n.Name, created: n.Created };
-        const session = n.Labels?.[LABEL_SESSION];
-        if (session) network.session = session;
-        const instance = n.Labels?.[LABEL_INSTANCE];
-        if (instance) network.instance = instance;
-        return network;
-      }),
-    };
+    return { containers, networks: await this.networks.listManaged() };
   }
 
   events(options: { since?: number; signal: AbortSignal }): AsyncIterable<RuntimeEvent> {
@@ -433,14 +412,7 @@ export class SwarmDriver implements RuntimeDriver {
     if (task.NodeID !== (await this.localNode())) {
       throw new EdgeechoError('RUNTIME_UNAVAILABLE', `stats of service ${id.slice(0, 12)}: its task runs on another node, whose engine this manager does not read`, { container: id, node: task.NodeID });
     }
-    let s: Docker.ContainerStats;
-    try {
-      s = (await this.docker.getContainer(cid).stats({ stream: false })) as Docker.ContainerStats;
-    } catch (err) {
-      throw mapDockerError(err, `stats of service ${id}`);
-    }
-    if (!s.memory_stats?.limit) throw new EdgeechoError('RUNTIME_UNAVAILABLE', `stats of service ${id}: the engine returned an empty reading`, { container: id });
-    return usageFromStats(s);
+    return containerUsage(this.docker, cid, `service ${id}`);
   }
 
   close(): void {
