@@ -1,9 +1,9 @@
 /**
  * One consumer of a plain stream for bench/consume.ts, in its own process like any client: `raw` reads bytes to
  * EOF and parses nothing (the ceiling), `raw-crc` reads the same way and only walks the frames and sums the
- * payloads' CRC-32 (what verification costs at the least: no seq check, no objects, no iteration), `library`
+ * payloads' CRC-32 in JS (no seq check, no objects, no iteration), `library`
  * iterates consume() frame by frame, `batches` a read's worth at a time and `payloads` takes the checked payload
- * bytes alone (continuity and CRC-32 checked every way). Prints one JSON line: bytes, frames, ms from the first byte to the end, cpu_ms (this process, user + system, from
+ * bytes alone (continuity and CRC-32 checked every way, the frames walked in WebAssembly). Prints one JSON line: bytes, frames, ms from the first byte to the end, cpu_ms (this process, user + system, from
  * before connecting to the end: what other work on the machine barely moves), ok.
  */
 import { connect } from 'node:net';

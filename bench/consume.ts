@@ -3,7 +3,8 @@
  * `edgeecho consume --raw` (the CLI as shipped, stdout to /dev/null), by the client library's consume() (frame by
  * frame, a read's worth at a time with .batches(), and the checked payload bytes alone with .payloads()), and by
  * `edgeecho consume` writing JSON lines, each beside a raw socket read of the same stream (bytes to EOF, nothing
- * parsed) and a raw read that only sums the payloads' CRC-32 (the least any verifying reader does).
+ * parsed) and a raw read that walks the frames in JS and only sums the payloads' CRC-32 (a verifying reader's
+ * JS floor: .payloads() walks them in WebAssembly instead, protocol/wasm-frame-walk.ts).
  * `npm run bench -- consume [runs]`. Probe and stream run as local processes from the emulator bundles, a fresh
  * pair per reading; each consumer is its own process and times itself from its first byte to the end. Runs rotate
  * the order; the best and the median of each are reported, ratios of the best, and the readers' own CPU time per

@@ -97,6 +97,8 @@ export class PayloadChecksum {
   constructor(
     private readonly keep = false,
     gatherBytes = CHECKSUM_GATHER_BYTES,
+    /** The bytes added lie in memory the reader reuses (a read ring): kept ones are copied, never kept in place. */
+    private readonly borrowed = false,
   ) {
     // room for any payload small enough to be gathered
     this.gatherBytes = Math.max(gatherBytes, CHECKSUM_IN_PLACE_BYTES);
@@ -112,7 +114,7 @@ export class PayloadChecksum {
       if (n >= CHECKSUM_IN_PLACE_BYTES) {
         const bytes = Buffer.from(view.buffer, view.byteOffset + start, n);
         this.crc = zlibCrc32(bytes, this.crc);
-        if (this.keep) this.kept.push(bytes);
+        if (this.keep) this.kept.push(this.borrowed ? Buffer.from(bytes) : bytes);
         return;
       }
     }
@@ -122,6 +124,13 @@ export class PayloadChecksum {
     for (const last = n - 4; i <= last; i += 4) to.setInt32(at + i, view.getInt32(start + i, true), true);
     for (; i < n; i++) to.setUint8(at + i, view.getUint8(start + i));
     this.used = at + n;
+  }
+
+  /** Payload bytes gathered elsewhere (a walk of many frames), next in stream order; with keep, kept as a copy. */
+  addGathered(bytes: Buffer): void {
+    this.flush();
+    this.crc = zlibCrc32(bytes, this.crc);
+    if (this.keep) this.kept.push(Buffer.from(bytes));
   }
 
   /** CRC-32 of every byte added so far (unsigned). */
@@ -269,6 +278,16 @@ const WORD_12 = 0x736571ce | 0;
 const WORD_TS = 0xa27473cf | 0;
 const WORD_32 = 0xa7706179 | 0;
 const WORD_36 = 0x6c6f6164 | 0;
+
+/** The probe's layout for a reader that checks it elsewhere (protocol/wasm-frame-walk.ts): the same words and offsets. */
+export const PROBE_LAYOUT = {
+  /** [body offset, big-endian word] pairs a body in this layout has. */
+  words: [[0, WORD_0], [4, WORD_4], [8, WORD_8], [12, WORD_12], [OFF_TS_KEY, WORD_TS], [OFF_PAYLOAD_KEY, WORD_32], [OFF_PAYLOAD_KEY + 4, WORD_36]] as ReadonlyArray<readonly [number, number]>,
+  /** The seq's four bytes (big-endian). */
+  seqAt: SEQ_AT,
+  /** The payload's bin marker (0xc4, 0xc5 or 0xc6) and its length after it. */
+  payloadHeaderAt: OFF_PAYLOAD_HEADER,
+} as const;
 
 /**
  * Where the payload of a data frame body at view[body, body+length) starts, when the body is in the probe's layout

@@ -32,3 +32,35 @@ export class ReadSlab {
     return (region as Buffer).subarray(0, n);
   }
 }
+
+/**
+ * Reads into one fixed region, over and over (a reader that copies out all it keeps, e.g. into a FrameWalk's
+ * memory): no allocation per read. The bytes a frame scanner still holds (the start of a frame the next reads
+ * complete) are never written over: a read wraps to the start only once they lie past the first read's reach;
+ * while a frame longer than that is being gathered, reads go to fresh memory instead.
+ */
+export class ReadRing {
+  private offset = 0;
+
+  constructor(
+    private readonly region: Buffer,
+    private readonly readMaxBytes = DEFAULT_READ_MAX_BYTES,
+  ) {
+    if (region.length < 4 * readMaxBytes) throw new RangeError(`a read ring needs 4 reads of room: ${region.length} < 4 x ${readMaxBytes}`);
+  }
+
+  /** The region the next read fills, given how many bytes of earlier reads are still held (FrameScanner.pendingBytes). */
+  next(heldBytes: number): Buffer {
+    if (this.region.length - this.offset < this.readMaxBytes / 4) {
+      if (heldBytes > this.readMaxBytes) return Buffer.allocUnsafe(this.readMaxBytes);
+      this.offset = 0;
+    }
+    return this.region.subarray(this.offset, Math.min(this.offset + this.readMaxBytes, this.region.length));
+  }
+
+  /** A read of n bytes into what next() gave. */
+  taken(region: Uint8Array, n: number): Buffer {
+    if (region.buffer === this.region.buffer) this.offset += n;
+    return (region as Buffer).subarray(0, n);
+  }
+}

@@ -14,7 +14,8 @@ import { encodeFrame, FRAME_HEADER_BYTES, unpackValue } from '../../protocol/cod
 import { PayloadChecksum, probePayloadStart, probeSeq, probeTs, readDataFrame, type DataFrame } from '../../protocol/data-frame.js';
 import { EdgeechoError } from '../../protocol/errors.js';
 import { FrameScanner } from '../../protocol/frame-scanner.js';
-import { ReadSlab } from '../../protocol/read-slab.js';
+import { ReadRing, ReadSlab } from '../../protocol/read-slab.js';
+import { FrameWalk } from '../../protocol/wasm-frame-walk.js';
 import { DEFAULT_CONNECT_TIMEOUT_MS } from './transport.js';
 
 /** Largest frame a stream may carry: the emulators' payload limit (16 MiB) plus the map around it. */
@@ -124,6 +125,8 @@ export class StreamConsumer implements AsyncIterable<StreamFrame> {
   private queueHigh = QUEUE_HIGH_FRAMES;
   /** False for payloads(): the payloads are gathered by the checksum, no StreamFrame is made. */
   private keepFrames = true;
+  /** payloads(): reads go to its memory and it takes the frames in the probe's layout (see FrameWalk). */
+  private walk: FrameWalk | null = null;
   private head = 0;
   private failure: EdgeechoError | null = null;
   private done = false;
@@ -163,7 +166,9 @@ export class StreamConsumer implements AsyncIterable<StreamFrame> {
         this.iterator<Buffer>(false, () => {
           this.keepFrames = false;
           this.queueHigh = QUEUE_HIGH_STEPS;
-          this.checksum = new PayloadChecksum(true, PAYLOAD_STEP_BYTES);
+          this.walk = new FrameWalk();
+          // what the JS reader keeps of a read is copied: the walk's read memory is reused
+          this.checksum = new PayloadChecksum(true, PAYLOAD_STEP_BYTES, true);
         }),
     };
   }
@@ -223,17 +228,21 @@ export class StreamConsumer implements AsyncIterable<StreamFrame> {
   private async open(): Promise<void> {
     const { host, port } = this.location;
     const timeoutMs = this.options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
-    // Larger reads into fresh memory (see ReadSlab): fewer wakeups than Node's 64 KiB reads, frames kept in place.
-    const reads = new ReadSlab();
+    const scanner = new FrameScanner(this.options.maxFrame ?? DEFAULT_STREAM_MAX_FRAME_BYTES);
+    // Larger reads than Node's 64 KiB (fewer wakeups): into fresh memory when frames are kept in place (ReadSlab),
+    // into the walk's memory, reused, when only payloads are (ReadRing).
+    const walk = this.walk;
+    const ring = walk ? new ReadRing(walk.readRegion()) : null;
+    const slab = ring ? null : new ReadSlab();
     const early: Buffer[] = [];
     let onChunk = (chunk: Buffer): void => void early.push(chunk);
     const socket = netConnect({
       host,
       port,
       onread: {
-        buffer: () => reads.next(),
+        buffer: () => (ring ? ring.next(scanner.pendingBytes) : slab!.next()),
         callback: (n: number, region: Uint8Array) => {
-          onChunk(reads.taken(region, n));
+          onChunk(ring ? ring.taken(region, n) : slab!.taken(region, n));
           return true;
         },
       },
@@ -263,9 +272,10 @@ export class StreamConsumer implements AsyncIterable<StreamFrame> {
       if (signal.aborted) onAbort();
       else signal.addEventListener('abort', onAbort, { once: true });
     }
-    const scanner = new FrameScanner(this.options.maxFrame ?? DEFAULT_STREAM_MAX_FRAME_BYTES);
     const onRun = (buf: Buffer, start: number, end: number): void => {
-      if (!this.done) this.readRun(buf, start, end);
+      if (this.done) return;
+      if (walk?.owns(buf)) this.walkRun(walk, buf, start, end);
+      else this.readRun(buf, start, end);
     };
     onChunk = (chunk: Buffer): void => {
       if (this.startedAt === 0) this.startedAt = performance.now();
@@ -336,6 +346,35 @@ export class StreamConsumer implements AsyncIterable<StreamFrame> {
     s.payload_bytes += payloadBytes;
     s.checksum = checksum.value;
     if (!keepFrames) for (const bytes of checksum.take()) queue.push(bytes);
+  }
+
+  /**
+   * payloads(): the whole frames buf[start, end) in the walk's memory. The walk takes the data frames in the probe's
+   * layout with the next seq and gathers their payloads; each frame it leaves (the details and end frames, another
+   * layout, a gap) is read here, in order, so the CRC-32 and the bytes handed out stay in stream order.
+   */
+  private walkRun(walk: FrameWalk, buf: Buffer, start: number, end: number): void {
+    const s = this.summary;
+    let pos = start;
+    while (pos < end) {
+      const from = pos;
+      if (s.first_seq !== null) pos = walk.walk(buf, from, end, this.expected);
+      if (pos > from) {
+        s.frames += walk.expected - this.expected;
+        s.payload_bytes += walk.gathered.length;
+        this.expected = walk.expected;
+        this.checksum.addGathered(walk.gathered);
+        continue;
+      }
+      s.checksum = this.checksum.value;
+      const length = buf.readUInt32BE(pos);
+      this.readFrame(buf, pos + FRAME_HEADER_BYTES, length);
+      pos += FRAME_HEADER_BYTES + length;
+      if (this.done) break;
+    }
+    s.bytes += pos - start;
+    s.checksum = this.checksum.value;
+    for (const bytes of this.checksum.take()) this.queue.push(bytes);
   }
 
   /** One frame of any kind, decoded in full. */

@@ -3,6 +3,7 @@
  * scripted stream server on loopback; every kind of loss ends the iteration with DATA_LOSS after the intact frames.
  */
 import { readFileSync } from 'node:fs';
+import { crc32 } from 'node:zlib';
 import { createServer, type Server, type Socket } from 'node:net';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -106,35 +107,46 @@ test('batches(): the same frames, several per step', async () => {
   }
 });
 
-test('frames split across reads and data frames in another layout among the probe\'s: all checked, in order', async () => {
-  const enc = new DataFrameEncoder(16);
+/** Six data frames of `size`-byte payloads, seq 2 and 3 in the shortest encoding with keys in another order (the general path in the middle of a run). */
+function mixedLayouts(size: number): { bytes: Buffer; payloads: Buffer[] } {
+  const enc = new DataFrameEncoder(size);
   const all = enc.batch(0, 6, 1_767_225_600_000);
   const parts = [encodeFrame({ ...DETAILS, count: 6 })];
+  const payloads: Buffer[] = [];
   for (let seq = 0; seq < 6; seq++) {
     const frame = all.subarray(seq * enc.frameBytes, (seq + 1) * enc.frameBytes);
-    // seq 2 and 3 in the shortest encoding, keys in another order: the general path in the middle of a run
-    parts.push(seq === 2 || seq === 3 ? encodeFrame({ payload: Buffer.from(frame.subarray(frame.length - 16)), seq, ts: 1_767_225_600_000, type: 'data' }) : frame);
+    payloads.push(frame.subarray(frame.length - size));
+    parts.push(seq === 2 || seq === 3 ? encodeFrame({ payload: Buffer.from(payloads[seq]!), seq, ts: 1_767_225_600_000, type: 'data' }) : frame);
   }
   parts.push(encodeFrame({ type: 'end', count: 6, checksum: enc.checksum }));
-  const bytes = Buffer.concat(parts);
+  return { bytes: Buffer.concat(parts), payloads };
+}
+
+/** A server writing `bytes` in `step`-byte writes a tick apart: frame headers and bodies cut at every kind of place. */
+async function trickle(bytes: Buffer, step: number): Promise<{ port: number; server: Server }> {
   const server = createServer({ allowHalfOpen: true }, async (socket) => {
     socket.on('error', () => undefined);
     socket.on('data', () => undefined);
     socket.setNoDelay(true);
-    // 7-byte writes a tick apart: frame headers and bodies cut at every kind of place
-    for (let at = 0; at < bytes.length; at += 7) {
-      socket.write(bytes.subarray(at, at + 7));
+    for (let at = 0; at < bytes.length; at += step) {
+      socket.write(bytes.subarray(at, at + step));
       await new Promise((r) => setTimeout(r, 1));
     }
     socket.end();
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return { port: (server.address() as { port: number }).port, server };
+}
+
+test('frames split across reads and data frames in another layout among the probe\'s: all checked, in order', async () => {
+  const { bytes, payloads } = mixedLayouts(16);
+  const { port, server } = await trickle(bytes, 7);
   try {
-    const { frames, error, consumer } = await collect((server.address() as { port: number }).port);
+    const { frames, error, consumer } = await collect(port);
     assert.is(error, null);
     assert.equal(frames.map((f) => f.seq), [0, 1, 2, 3, 4, 5]);
     assert.equal(frames.map((f) => f.ts), Array(6).fill(1_767_225_600_000));
-    assert.equal(Buffer.concat(frames.map((f) => f.payload)), Buffer.concat([0, 1, 2, 3, 4, 5].map((i) => all.subarray((i + 1) * enc.frameBytes - 16, (i + 1) * enc.frameBytes))));
+    assert.equal(Buffer.concat(frames.map((f) => f.payload)), Buffer.concat(payloads));
     assert.is(consumer.summary.checksum_ok, true);
     assert.is(consumer.summary.bytes, bytes.length);
   } finally {
@@ -158,6 +170,68 @@ test('payloads(): the payload bytes alone, joined in seq order, checked like the
     assert.is(consumer.summary.payload_bytes, 80);
   } finally {
     await closeAll(s);
+  }
+});
+
+/** payloads() over a whole stream: the bytes it handed out (copied as they came), or the error it ended with. */
+async function collectPayloads(port: number): Promise<{ bytes: Buffer; steps: number; error: EdgeechoError | null; consumer: ReturnType<typeof consume> }> {
+  const consumer = consume({ host: '127.0.0.1', port });
+  const steps: Buffer[] = [];
+  try {
+    for await (const b of consumer.payloads()) steps.push(Buffer.from(b));
+    return { bytes: Buffer.concat(steps), steps: steps.length, error: null, consumer };
+  } catch (err) {
+    assert.instance(err, EdgeechoError);
+    return { bytes: Buffer.concat(steps), steps: steps.length, error: err as EdgeechoError, consumer };
+  }
+}
+
+test('payloads(): 66 MB of 64-byte payloads with three of 5 MiB among them (the read ring reused many times over, frames longer than the ring): every byte, in order', async () => {
+  const small = new DataFrameEncoder(64);
+  const n = 200_000;
+  const ts = 1_767_225_600_000;
+  const large = [0, 1, 2].map((i) => Buffer.alloc(5 * 1024 * 1024, 0x41 + i));
+  const before = small.batch(0, n / 2, ts);
+  const after = small.batch(n / 2 + 3, n / 2, ts);
+  const payloads: Buffer[] = [];
+  const smallPayloads = (run: Buffer): void => {
+    for (let at = 0; at < run.length; at += small.frameBytes) payloads.push(run.subarray(at + small.frameBytes - 64, at + small.frameBytes));
+  };
+  smallPayloads(before);
+  payloads.push(...large);
+  smallPayloads(after);
+  const expected = Buffer.concat(payloads);
+  const bytes = Buffer.concat([
+    encodeFrame({ ...DETAILS, count: n + 3, payload_bytes: 64 }),
+    before,
+    ...large.map((payload, i) => encodeFrame({ type: 'data', seq: n / 2 + i, ts, payload })),
+    after,
+    encodeFrame({ type: 'end', count: n + 3, checksum: crc32(expected) }),
+  ]);
+  const s = await scriptedServer({ bytes });
+  try {
+    const { bytes: got, error, consumer } = await collectPayloads(s.port);
+    assert.is(error, null);
+    assert.is(got.length, expected.length);
+    assert.ok(got.equals(expected), 'the payloads as sent');
+    assert.is(consumer.summary.frames, n + 3);
+    assert.is(consumer.summary.checksum_ok, true);
+  } finally {
+    await closeAll(s);
+  }
+});
+
+test('payloads(): frames cut at every place and in another layout among the probe\'s: the same bytes, checked', async () => {
+  const { bytes, payloads } = mixedLayouts(300);
+  const { port, server } = await trickle(bytes, 97);
+  try {
+    const got = await collectPayloads(port);
+    assert.is(got.error, null);
+    assert.equal(got.bytes, Buffer.concat(payloads));
+    assert.is(got.consumer.summary.checksum_ok, true);
+    assert.is(got.consumer.summary.bytes, bytes.length);
+  } finally {
+    server.close();
   }
 });
 
@@ -273,17 +347,20 @@ test('nobody listening: CONNECTION_CLOSED naming the location', async () => {
 const vectors = JSON.parse(readFileSync(new URL('../../protocol/vectors/data.json', import.meta.url), 'utf8')) as {
   streams: Array<{ name: string; hex: string; expect: { complete: boolean; error?: string } }>;
 };
+const readers = [['', collect], ['payloads(): ', collectPayloads]] as const;
 for (const v of vectors.streams) {
-  test(`vector stream: ${v.name} -> ${v.expect.error ?? 'complete'}`, async () => {
-    const s = await scriptedServer({ bytes: Buffer.from(v.hex, 'hex') });
-    try {
-      const { error, consumer } = await collect(s.port);
-      assert.is(error?.code, v.expect.error);
-      assert.is(consumer.summary.complete, v.expect.complete);
-    } finally {
-      await closeAll(s);
-    }
-  });
+  for (const [how, read] of readers) {
+    test(`vector stream: ${how}${v.name} -> ${v.expect.error ?? 'complete'}`, async () => {
+      const s = await scriptedServer({ bytes: Buffer.from(v.hex, 'hex') });
+      try {
+        const { error, consumer } = await read(s.port);
+        assert.is(error?.code, v.expect.error);
+        assert.is(consumer.summary.complete, v.expect.complete);
+      } finally {
+        await closeAll(s);
+      }
+    });
+  }
 }
 
 test('parseLocation: host:port, [v6]:port, objects; bad ones are BAD_REQUEST', () => {
