@@ -58,7 +58,17 @@ export async function createOps(config: Config, log: Logger): Promise<Ops> {
     // Everything below sees only this instance's objects: another daemon on the same engine is never judged.
     const driver = await scopeToInstance({ driver: runtime.driver, store, instance, log });
     const bus = new SessionBus();
-    const tracker = new ResourceTracker({ driver, dataDir: config.dataDir, cron: config.resourcesCron, log: log.child({ component: 'resources' }) });
+    // Bound once the pool exists (it needs the lifecycle, which needs the tracker's admission): parked containers are
+    // not sampled, and scheduled samples wait for the claims under way.
+    let pooled: SessionPool | null = null;
+    const tracker = new ResourceTracker({
+      driver,
+      dataDir: config.dataDir,
+      cron: config.resourcesCron,
+      log: log.child({ component: 'resources' }),
+      unsampled: (session) => pooled?.has(session) ?? false,
+      beforeScheduled: () => pooled?.claimsEnded() ?? Promise.resolve(),
+    });
     await tracker.start();
     closers.unshift(() => tracker.stop());
     const admission = new Admission(admissionOptions(config, () => tracker.availableMemory()));
@@ -68,6 +78,7 @@ export async function createOps(config: Config, log: Logger): Promise<Ops> {
     // Built even with both sizes 0: a restart with a smaller pool setting must still clean what was parked.
     const pool = new SessionPool(lifecycle.parking!, config, log.child({ component: 'pool' }));
     lifecycle.usePool(pool);
+    pooled = pool;
     const ages = new ObjectAges();
     // A session's usage is sampled as it turns ready and dropped as it ends, not left to the next scheduled sample.
     // The sample (a listing and a stats call per container) waits for the claims under way, and the sessions that

@@ -106,6 +106,14 @@ export interface TrackerOptions {
   readers?: HostReaders;
   scheduler?: Scheduler;
   now?: () => number;
+  /**
+   * Sessions whose containers get no stats call: parked ones block on a pipe read and `resources` lists them under
+   * pool only, while each stats call costs the engine two cgroup readings a second apart (two full pools of 10:
+   * about 300 ms of engine CPU per sample, in two bursts that took the CPU from claims landing on them).
+   */
+  unsampled?: (session: string) => boolean;
+  /** Awaited before a scheduled sample (the warm pools' claims under way: a sample is engine work not on their path). */
+  beforeScheduled?: () => Promise<void>;
 }
 
 export class ResourceTracker {
@@ -128,7 +136,8 @@ export class ResourceTracker {
     if (!this.job) {
       const scheduler = this.options.scheduler ?? cronScheduler;
       this.job = scheduler(this.options.cron, 'edgeecho-resources', () => {
-        this.sample().catch((err: Error) => this.options.log.warn({ err: err.message }, 'resource sample failed'));
+        const ready = this.options.beforeScheduled?.() ?? Promise.resolve();
+        ready.then(() => this.sample()).catch((err: Error) => this.options.log.warn({ err: err.message }, 'resource sample failed'));
       });
     }
     return this.sample();
@@ -251,7 +260,10 @@ export class ResourceTracker {
       return { engine: { name: driver.name, reachable: false, running: 0, containers: 0, networks: 0, foreign: none, unlabelled: { ...none }, error: (err as Error).message }, sessions: [] };
     }
     const running = managed.containers.filter((c) => c.running);
-    const bySession = await this.usageBySession(running);
+    const unsampled = this.options.unsampled;
+    const sampled = unsampled ? running.filter((c) => c.session === undefined || !unsampled(c.session)) : running;
+    this.options.log.debug({ running: running.length, sampled: sampled.length }, 'sampling runtime usage');
+    const bySession = await this.usageBySession(sampled);
     return {
       engine: {
         name: driver.name,

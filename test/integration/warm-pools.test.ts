@@ -243,6 +243,33 @@ if (docker) {
       await cleanupDaemons(docker, LABEL, [daemon], daemon ? [daemon.dataDir] : []);
     }
   });
+
+  test('resource sampling calls stats for live sessions only: parked containers cost the engine nothing', async () => {
+    let daemon: DaemonProcess | undefined;
+    let client: Client | undefined;
+    try {
+      // A sample every second, so the test sees several.
+      daemon = await startDaemonProcess({ label: LABEL, env: { EDGEECHO_POOL_PLAIN: '1', EDGEECHO_POOL_SEGMENTED: '1', EDGEECHO_RESOURCES_CRON: '* * * * * *', EDGEECHO_LOG_LEVEL: 'debug', EDGEECHO_PLAIN_GRACE_MS: '60000' } });
+      client = await connect({ port: daemon.port });
+      await full(client);
+      const sampledSince = (from: number) => daemon!.waitForLog((l) => l.msg === 'sampling runtime usage' && (l.time as number) > from && l.running === 5, 10_000);
+      // Five parked containers run (plain: probe, stream; segmented: three), and none is asked for stats.
+      const idle = await sampledSince(Date.now());
+      assert.is(idle.sampled, 0);
+      // A live session's containers are sampled; the refilled parked ones still are not.
+      const live = await create(client, { mode: 'plain', count: 100_000, rate: 1000 });
+      await full(client);
+      const from = Date.now();
+      const busy = await daemon.waitForLog((l) => l.msg === 'sampling runtime usage' && (l.time as number) > from && l.running === 7, 10_000);
+      assert.is(busy.sampled, 2);
+      const usage = await client.request<{ sessions: Array<{ session: string; containers: number }> }>('resources', { fresh: true });
+      assert.equal(usage.sessions.map((s) => [s.session, s.containers]), [[live.result.id, 2]]);
+      await client.request('session.stop', { id: live.result.id }, { timeoutMs: 60_000 });
+    } finally {
+      await client?.close().catch(() => undefined);
+      await cleanupDaemons(docker, LABEL, [daemon], daemon ? [daemon.dataDir] : []);
+    }
+  });
 }
 
 test.run();

@@ -165,4 +165,37 @@ test('a session sampled at ready shows at once and survives a full sample that b
   assert.equal(tracker.latest()!.sessions.map((s) => s.session), ['a'], 'a full sample begun after both readings is the truth again');
 });
 
+test('parked sessions get no stats call; the engine counts still include their containers', async () => {
+  const driver = fakeDriver(
+    { containers: [container('a1', 'a', true), container('p1', 'parked', true), container('p2', 'parked', true), container('x', undefined, true)], networks: [] },
+    { a1: { cpuPercent: 3, memoryBytes: 30, memoryLimitBytes: 300 }, x: { cpuPercent: 1, memoryBytes: 1, memoryLimitBytes: 1 } },
+  );
+  const tracker = new ResourceTracker({ driver, dataDir: '/data', cron: '* * * * * *', log: silentLogger, readers: fakeReaders(), unsampled: (s) => s === 'parked' });
+  const snap = await tracker.sample();
+  assert.is(driver.statsCalls, 2, 'a1 and the unlabelled x only');
+  assert.is(snap.engine.running, 4);
+  assert.equal(snap.sessions.map((s) => s.session), ['a']);
+});
+
+test('a scheduled sample waits for beforeScheduled; a sample asked for does not', async () => {
+  const ticks: Array<() => void> = [];
+  const scheduler: Scheduler = (_cron, _name, tick) => (ticks.push(tick), { cancel() {} });
+  const driver = fakeDriver({ containers: [container('a1', 'a', true)], networks: [] }, { a1: { cpuPercent: 1, memoryBytes: 1, memoryLimitBytes: 1 } });
+  let open!: () => void;
+  let gate = Promise.resolve();
+  let t = 0;
+  const tracker = new ResourceTracker({ driver, dataDir: '/data', cron: '* * * * * *', log: silentLogger, readers: fakeReaders(), scheduler, now: () => ++t, beforeScheduled: () => gate });
+  await tracker.start();
+  assert.is(driver.statsCalls, 1);
+  gate = new Promise<void>((r) => (open = r));
+  ticks[0]!();
+  for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
+  assert.is(driver.statsCalls, 1, 'held while claims run');
+  await tracker.sample();
+  assert.is(driver.statsCalls, 2);
+  open();
+  for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
+  assert.is(driver.statsCalls, 3, 'runs once they ended');
+});
+
 test.run();
