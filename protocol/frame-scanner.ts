@@ -82,6 +82,11 @@ export class FrameScanner {
     return this.heldBytes;
   }
 
+  /** The pieces of the incomplete frame, oldest first: views into the chunks they came in (a read ring must spare them). */
+  get heldPieces(): readonly Buffer[] {
+    return this.held;
+  }
+
   /**
    * Adds chunk to the held pieces of a split frame; once that frame is whole, returns it joined (just its bytes:
    * the rest of the chunk, from joinedUpTo, is scanned in place) and holds nothing; else null.

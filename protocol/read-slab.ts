@@ -35,9 +35,10 @@ export class ReadSlab {
 
 /**
  * Reads into one fixed region, over and over (a reader that copies out all it keeps, e.g. into a FrameWalk's
- * memory): no allocation per read. The bytes a frame scanner still holds (the start of a frame the next reads
- * complete) are never written over: a read wraps to the start only once they lie past the first read's reach;
- * while a frame longer than that is being gathered, reads go to fresh memory instead.
+ * memory): no allocation per read. Reads go round the region; the bytes a frame scanner still holds (the pieces of a
+ * frame the next reads complete, FrameScanner.heldPieces) are never written over: a read only gets the room between
+ * the last read and the first held piece in the region, and fresh memory when that room is under a quarter read
+ * (a frame nearly as long as the region, or longer, is being gathered).
  */
 export class ReadRing {
   private offset = 0;
@@ -49,18 +50,26 @@ export class ReadRing {
     if (region.length < 4 * readMaxBytes) throw new RangeError(`a read ring needs 4 reads of room: ${region.length} < 4 x ${readMaxBytes}`);
   }
 
-  /** The region the next read fills, given how many bytes of earlier reads are still held (FrameScanner.pendingBytes). */
-  next(heldBytes: number): Buffer {
-    if (this.region.length - this.offset < this.readMaxBytes / 4) {
-      if (heldBytes > this.readMaxBytes) return Buffer.allocUnsafe(this.readMaxBytes);
+  /** The region the next read fills, given the pieces of earlier reads still held (oldest first). */
+  next(held: readonly Buffer[]): Buffer {
+    const least = this.readMaxBytes / 4;
+    // Held pieces in the region lie, in read order, from the first of them up to where the last read ended.
+    const first = held.find((piece) => piece.buffer === this.region.buffer && piece.byteOffset >= this.region.byteOffset && piece.byteOffset < this.region.byteOffset + this.region.length);
+    const heldAt = first ? first.byteOffset - this.region.byteOffset : -1;
+    // from the last read on: up to the held bytes if they lie ahead (left from the previous round), else to the end
+    let limit = heldAt >= this.offset ? heldAt : this.region.length;
+    if (limit - this.offset < least && heldAt < this.offset) {
+      // round again: up to the held bytes, if any
       this.offset = 0;
+      limit = heldAt >= 0 ? heldAt : this.region.length;
     }
-    return this.region.subarray(this.offset, Math.min(this.offset + this.readMaxBytes, this.region.length));
+    if (limit - this.offset < least) return Buffer.allocUnsafe(this.readMaxBytes);
+    return this.region.subarray(this.offset, Math.min(this.offset + this.readMaxBytes, limit));
   }
 
   /** A read of n bytes into what next() gave. */
   taken(region: Uint8Array, n: number): Buffer {
-    if (region.buffer === this.region.buffer) this.offset += n;
+    if (region.buffer === this.region.buffer) this.offset = region.byteOffset - this.region.byteOffset + n;
     return (region as Buffer).subarray(0, n);
   }
 }

@@ -9,9 +9,9 @@
  * The function, as text (locals: len body next p n t):
  *   (func $walk (param $pos $end $expected $out $outEnd i32) (result i32)
  *     block $exit loop $frame
- *       pos+4 > end: exit;  len = bswap(load pos);  body = pos+4;  next = body+len
+ *       pos+4 > end or expected = 0xffffffff: exit;  len = bswap(load pos);  body = pos+4;  next = body+len
  *       next > end or next < body or len < 42: exit;  each fixed layout word at body+k differs: exit
- *       marker = load8 body+40:  0xc4: n = load8 body+41, p = body+42;  0xc5: n = be16 body+41, p = body+43;  else exit
+ *       marker = load8 body+40:  0xc4: n = load8 body+41, p = body+42;  0xc5 (len >= 43): n = be16 body+41, p = body+43;  else exit
  *       next-p != n or bswap(load body+16) != expected or out+n > outEnd: exit
  *       memory.copy out p n;  out += n;  expected += 1;  pos = next;  br $frame
  *     end end
@@ -64,7 +64,7 @@ const k = (n: number): number[] => [0x41, ...sleb(n)];
 const load = (offset: number): number[] => [0x28, 0x00, ...uleb(offset)];
 const load8 = (offset: number): number[] => [0x2d, 0x00, ...uleb(offset)];
 const store = (offset: number): number[] => [0x36, 0x02, ...uleb(offset)];
-const [ADD, SUB, AND, OR, SHL, ROTL, ROTR, NE, LT_U, GT_U] = [0x6a, 0x6b, 0x71, 0x72, 0x74, 0x77, 0x78, 0x47, 0x49, 0x4b];
+const [ADD, SUB, AND, OR, SHL, ROTL, ROTR, EQ, NE, LT_U, GT_U] = [0x6a, 0x6b, 0x71, 0x72, 0x74, 0x77, 0x78, 0x46, 0x47, 0x49, 0x4b];
 const brIf = (depth: number): number[] => [0x0d, depth];
 const br = (depth: number): number[] => [0x0c, depth];
 const BLOCK = [0x02, 0x40];
@@ -85,6 +85,8 @@ function walkBody(): number[] {
     ...BLOCK,
     ...LOOP,
     ...exitUnless(...get(POS), ...k(4), ADD, ...get(STOP), GT_U),
+    // seq 0xffffffff is the last a u32 carries: the JS reader takes it and whatever follows
+    ...exitUnless(...get(EXPECTED), ...k(-1), EQ),
     ...get(POS), ...load(0), ...bswap, ...set(LEN),
     ...get(POS), ...k(4), ADD, ...tee(BODY), ...get(LEN), ADD, ...tee(NEXT),
     ...exitUnless(...get(STOP), GT_U),
@@ -98,6 +100,7 @@ function walkBody(): number[] {
     ...get(BODY), ...load8(H + 1), ...set(N), ...get(BODY), ...k(H + 2), ADD, ...set(P), ...br(1),
     END,
     ...get(BODY), ...load8(H), ...k(0xc5), NE, ...brIf(2),
+    ...get(LEN), ...k(H + 3), LT_U, ...brIf(2),
     ...get(BODY), ...load8(H + 1), ...k(8), SHL, ...get(BODY), ...load8(H + 2), OR, ...set(N), ...get(BODY), ...k(H + 3), ADD, ...set(P),
     END,
     ...exitUnless(...get(NEXT), ...get(P), SUB, ...get(N), NE),

@@ -240,7 +240,7 @@ export class StreamConsumer implements AsyncIterable<StreamFrame> {
       host,
       port,
       onread: {
-        buffer: () => (ring ? ring.next(scanner.pendingBytes) : slab!.next()),
+        buffer: () => (ring ? ring.next(scanner.heldPieces) : slab!.next()),
         callback: (n: number, region: Uint8Array) => {
           onChunk(ring ? ring.taken(region, n) : slab!.taken(region, n));
           return true;
@@ -358,7 +358,8 @@ export class StreamConsumer implements AsyncIterable<StreamFrame> {
     let pos = start;
     while (pos < end) {
       const from = pos;
-      if (s.first_seq !== null) pos = walk.walk(buf, from, end, this.expected);
+      // the walk counts seqs in 32 bits: from 0xffffffff on (a seq the probe layout cannot carry next) JS reads
+      if (s.first_seq !== null && this.expected < 0xffff_ffff) pos = walk.walk(buf, from, end, this.expected);
       if (pos > from) {
         s.frames += walk.expected - this.expected;
         s.payload_bytes += walk.gathered.length;
@@ -382,7 +383,8 @@ export class StreamConsumer implements AsyncIterable<StreamFrame> {
     if (readDataFrame(buf, start, length, this.parsed)) return this.onData(this.parsed);
     let value: unknown;
     try {
-      value = unpackValue(buf.subarray(start, start + length));
+      // a copy: a bin value in the details would otherwise be a view of memory a read ring reuses
+      value = unpackValue(Buffer.from(buf.subarray(start, start + length)));
     } catch (err) {
       const { host, port } = this.location;
       return this.finish(new EdgeechoError('BAD_FRAME', `the stream at ${host}:${port} sent a frame that is not msgpack: ${(err as Error).message}`));

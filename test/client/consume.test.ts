@@ -174,8 +174,8 @@ test('payloads(): the payload bytes alone, joined in seq order, checked like the
 });
 
 /** payloads() over a whole stream: the bytes it handed out (copied as they came), or the error it ended with. */
-async function collectPayloads(port: number): Promise<{ bytes: Buffer; steps: number; error: EdgeechoError | null; consumer: ReturnType<typeof consume> }> {
-  const consumer = consume({ host: '127.0.0.1', port });
+async function collectPayloads(port: number, options = {}): Promise<{ bytes: Buffer; steps: number; error: EdgeechoError | null; consumer: ReturnType<typeof consume> }> {
+  const consumer = consume({ host: '127.0.0.1', port }, options);
   const steps: Buffer[] = [];
   try {
     for await (const b of consumer.payloads()) steps.push(Buffer.from(b));
@@ -216,6 +216,38 @@ test('payloads(): 66 MB of 64-byte payloads with three of 5 MiB among them (the 
     assert.ok(got.equals(expected), 'the payloads as sent');
     assert.is(consumer.summary.frames, n + 3);
     assert.is(consumer.summary.checksum_ok, true);
+  } finally {
+    await closeAll(s);
+  }
+});
+
+test('payloads(): seq 0xffffffff then 0 is out of order as frame by frame (the walk counts in 32 bits, the reader does not)', async () => {
+  const enc = new DataFrameEncoder(8);
+  const last = enc.batch(0xffff_ffff, 1, 1_767_225_600_000);
+  const wrapped = new DataFrameEncoder(8).batch(0, 3, 1_767_225_600_000);
+  const bytes = Buffer.concat([encodeFrame({ ...DETAILS, count: 1 }), last, wrapped, encodeFrame({ type: 'end', count: 1, checksum: 0 })]);
+  for (const read of [collect, collectPayloads]) {
+    const s = await scriptedServer({ bytes });
+    try {
+      const { error, consumer } = await read(s.port, { allowLateJoin: true });
+      assert.is(error?.code, 'DATA_LOSS');
+      assert.match(error!.message, /out of order/);
+      assert.is(consumer.summary.frames, 1);
+    } finally {
+      await closeAll(s);
+    }
+  }
+});
+
+test('payloads(): a bin value in the details frame stays as sent while 20 MB more are read through the reused memory', async () => {
+  const enc = new DataFrameEncoder(64);
+  const n = 180_000;
+  const blob = Buffer.alloc(100, 7);
+  const s = await scriptedServer({ bytes: Buffer.concat([encodeFrame({ ...DETAILS, count: n, blob }), enc.batch(0, n, 1_767_225_600_000), encodeFrame({ type: 'end', count: n, checksum: enc.checksum })]) });
+  try {
+    const { error, consumer } = await collectPayloads(s.port);
+    assert.is(error, null);
+    assert.equal(Buffer.from(consumer.summary.details!.blob as Uint8Array), blob);
   } finally {
     await closeAll(s);
   }
