@@ -6,7 +6,15 @@
 export const DEFAULT_READ_SLAB_BYTES = 4 * 1024 * 1024;
 export const DEFAULT_READ_MAX_BYTES = 1024 * 1024;
 
-export class ReadSlab {
+/** Where a reader's socket reads go (Node's `onread: {buffer: () => reads.next(held), callback}`). */
+export interface ReadMemory {
+  /** The region the next read fills, given the pieces of earlier reads a frame scanner still holds. */
+  next(held: readonly Buffer[]): Buffer;
+  /** A read of n bytes into what next() gave. */
+  taken(region: Uint8Array, n: number): Buffer;
+}
+
+export class ReadSlab implements ReadMemory {
   private slab: Buffer;
   private offset = 0;
 
@@ -40,7 +48,7 @@ export class ReadSlab {
  * the last read and the first held piece in the region, and fresh memory when that room is under a quarter read
  * (a frame nearly as long as the region, or longer, is being gathered).
  */
-export class ReadRing {
+export class ReadRing implements ReadMemory {
   private offset = 0;
 
   constructor(

@@ -14,7 +14,7 @@ import { encodeFrame, FRAME_HEADER_BYTES, unpackValue } from '../../protocol/cod
 import { PayloadChecksum, probePayloadStart, probeSeq, probeTs, readDataFrame, type DataFrame } from '../../protocol/data-frame.js';
 import { EdgeechoError } from '../../protocol/errors.js';
 import { FrameScanner } from '../../protocol/frame-scanner.js';
-import { ReadRing, ReadSlab } from '../../protocol/read-slab.js';
+import { ReadRing, ReadSlab, type ReadMemory } from '../../protocol/read-slab.js';
 import { FrameWalk } from '../../protocol/wasm-frame-walk.js';
 import { DEFAULT_CONNECT_TIMEOUT_MS } from './transport.js';
 
@@ -232,17 +232,16 @@ export class StreamConsumer implements AsyncIterable<StreamFrame> {
     // Larger reads than Node's 64 KiB (fewer wakeups): into fresh memory when frames are kept in place (ReadSlab),
     // into the walk's memory, reused, when only payloads are (ReadRing).
     const walk = this.walk;
-    const ring = walk ? new ReadRing(walk.readRegion()) : null;
-    const slab = ring ? null : new ReadSlab();
+    const reads: ReadMemory = walk ? new ReadRing(walk.readRegion()) : new ReadSlab();
     const early: Buffer[] = [];
     let onChunk = (chunk: Buffer): void => void early.push(chunk);
     const socket = netConnect({
       host,
       port,
       onread: {
-        buffer: () => (ring ? ring.next(scanner.heldPieces) : slab!.next()),
+        buffer: () => reads.next(scanner.heldPieces),
         callback: (n: number, region: Uint8Array) => {
-          onChunk(ring ? ring.taken(region, n) : slab!.taken(region, n));
+          onChunk(reads.taken(region, n));
           return true;
         },
       },
